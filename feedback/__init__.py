@@ -1,0 +1,6 @@
+"""The feedback store: every exchange and every human judgement, in one SQLite file."""
+
+from feedback.errors import FeedbackError, InvalidJudgement, UnknownExchange
+from feedback.store import Exchange, Store
+
+__all__ = ["Exchange", "FeedbackError", "InvalidJudgement", "Store", "UnknownExchange"]

@@ -1,0 +1,102 @@
+"""Ordered schema migrations. Never edit one that has shipped: add a new function below.
+
+sqlite-utils' `Migrations` applies each function together with its record in one transaction;
+we keep the records in a table named `migrations`, as the design says.
+"""
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+
+class FlywheelMigrations(Migrations):
+    migrations_table = "migrations"
+
+
+migrations = FlywheelMigrations("flywheel")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db["exchanges"].create(
+        {
+            "id": str,  # the OpenAI response id (chatcmpl-...)
+            "model": str,  # the name the client asked for
+            "engine_model": str,  # the name the engine served (base or adapter@version)
+            "messages": str,  # JSON list of the request's messages (the conversation prefix)
+            "completion": str,
+            "params": str,  # JSON of the sampling parameters
+            "usage": str,  # JSON of the usage block, when the engine sent one
+            "finish_reason": str,
+            "latency_ms": float,
+            "stream": int,
+            "api_key_id": int,
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["exchanges"].create_index(["created_at"])
+    db["ratings"].create(
+        {
+            "id": int,
+            "exchange_id": str,
+            "value": int,  # +1 thumbs up, -1 thumbs down
+            "reasons": str,  # JSON list
+            "comment": str,
+            "rater": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("exchange_id", "exchanges", "id")],
+    )
+    db["ratings"].create_index(["exchange_id"])
+    db["comparisons"].create(
+        {
+            "id": int,
+            "prompt": str,  # JSON of the shared conversation prefix
+            "exchange_a": str,
+            "exchange_b": str,
+            "winner": str,  # a | b | tie | both_bad
+            "rater": str,
+            "source": str,  # ui | api | arena
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("exchange_a", "exchanges", "id"), ("exchange_b", "exchanges", "id")],
+    )
+    db["adapters"].create(
+        {
+            "id": int,
+            "name": str,
+            "version": int,
+            "engine_name": str,  # name@version: each version gets its own engine name
+            "base_model": str,
+            "path": str,
+            "sha256": str,
+            "parent": str,
+            "job_id": int,
+            "dataset_hash": str,
+            "hyperparameters": str,  # JSON
+            "metrics": str,  # JSON
+            "status": str,  # candidate | live | retired
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["adapters"].create_index(["name", "version"], unique=True)
+    db["jobs"].create(
+        {
+            "id": int,
+            "method": str,  # dpo | kto | reward | sft
+            "config": str,  # JSON
+            "status": str,  # queued | running | succeeded | failed | cancelled
+            "step": int,
+            "total_steps": int,
+            "metrics": str,  # JSON list of logged rows, in order
+            "error": str,
+            "adapter": str,  # engine name of the adapter it produced
+            "log_path": str,
+            "created_at": str,
+            "finished_at": str,
+        },
+        pk="id",
+    )

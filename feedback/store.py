@@ -1,0 +1,255 @@
+"""The one write path to `flywheel.db`.
+
+Connection policy: one connection per `Store`, shared across threads under a lock (sqlite3
+connections are not safe for concurrent use); WAL so readers never block the writer;
+`synchronous=FULL` so that anything we acknowledge survives a crash or power loss.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from feedback.errors import InvalidJudgement, UnknownExchange
+from feedback.migrations import migrations
+
+WINNERS = ("a", "b", "tie", "both_bad")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Exchange:
+    """One request/answer pair as the gateway saw it."""
+
+    id: str
+    model: str
+    engine_model: str
+    messages: list[dict[str, Any]]
+    completion: str
+    params: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    latency_ms: float | None = None
+    stream: bool = False
+    api_key_id: int | None = None
+    created_at: str = field(default_factory=now)
+
+    def to_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        for key in ("messages", "params", "usage"):
+            row[key] = json.dumps(row[key])
+        row["stream"] = int(self.stream)
+        return row
+
+
+class Store:
+    """Exchanges, judgements, adapters and jobs. Migrated on open."""
+
+    def __init__(self, path: str | Path | None):
+        """`path=None` gives an in-memory database (tests)."""
+        if path is None:
+            conn = sqlite3.connect(":memory:", check_same_thread=False)
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self.path = path
+        self.db = Database(conn)
+        self._lock = threading.RLock()
+        with self._lock:
+            migrations.apply(self.db)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Database]:
+        with self._lock, self.db.atomic():
+            yield self.db
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    # -- exchanges -------------------------------------------------------------------------
+
+    def log_exchanges(self, exchanges: Iterable[Exchange]) -> int:
+        """Store a batch in one transaction; an id logged twice keeps its first record."""
+        rows = [e.to_row() for e in exchanges]
+        if rows:
+            with self._tx() as db:
+                db["exchanges"].insert_all(rows, ignore=True)
+        return len(rows)
+
+    def exchange(self, completion_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            rows = list(self.db["exchanges"].rows_where("id = ?", [completion_id]))
+        if not rows:
+            return None
+        row = rows[0]
+        for key in ("messages", "params", "usage"):
+            row[key] = json.loads(row[key]) if row[key] else None
+        return row
+
+    def _require_exchange(self, completion_id: str) -> dict[str, Any]:
+        row = self.exchange(completion_id)
+        if row is None:
+            raise UnknownExchange(completion_id)
+        return row
+
+    # -- judgements ------------------------------------------------------------------------
+
+    def add_rating(
+        self,
+        completion_id: str,
+        value: int,
+        reasons: list[str] | None = None,
+        comment: str | None = None,
+        rater: str | None = None,
+    ) -> int:
+        if value not in (1, -1):
+            raise InvalidJudgement("rating value must be 1 (thumbs up) or -1 (thumbs down)")
+        self._require_exchange(completion_id)
+        row = {
+            "exchange_id": completion_id,
+            "value": value,
+            "reasons": json.dumps(reasons or []),
+            "comment": comment,
+            "rater": rater,
+            "created_at": now(),
+        }
+        with self._tx() as db:
+            return db["ratings"].insert(row).last_pk
+
+    def add_comparison(
+        self,
+        completion_a: str,
+        completion_b: str,
+        winner: str,
+        rater: str | None = None,
+        source: str = "api",
+    ) -> int:
+        """A side-by-side judgement; both answers must continue the same conversation."""
+        if winner not in WINNERS:
+            raise InvalidJudgement(f"winner must be one of {', '.join(WINNERS)}")
+        if completion_a == completion_b:
+            raise InvalidJudgement("a comparison needs two different completions")
+        a = self._require_exchange(completion_a)
+        b = self._require_exchange(completion_b)
+        if a["messages"] != b["messages"]:
+            raise InvalidJudgement(
+                "the two completions answer different conversations; "
+                "compare answers to the same messages"
+            )
+        row = {
+            "prompt": json.dumps(a["messages"]),
+            "exchange_a": completion_a,
+            "exchange_b": completion_b,
+            "winner": winner,
+            "rater": rater,
+            "source": source,
+            "created_at": now(),
+        }
+        with self._tx() as db:
+            return db["comparisons"].insert(row).last_pk
+
+    def comparisons(self) -> list[dict[str, Any]]:
+        """Every comparison with both answers' text, oldest first."""
+        sql = """
+            select c.id, c.prompt, c.winner, c.rater, c.source, c.created_at,
+                   a.completion as completion_a, b.completion as completion_b
+            from comparisons c
+            join exchanges a on a.id = c.exchange_a
+            join exchanges b on b.id = c.exchange_b
+            order by c.id
+        """
+        with self._lock:
+            rows = [dict(r) for r in self.db.query(sql)]
+        for row in rows:
+            row["prompt"] = json.loads(row["prompt"])
+        return rows
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                name: self.db[name].count
+                for name in ("exchanges", "ratings", "comparisons", "adapters", "jobs")
+            }
+
+    # -- adapters --------------------------------------------------------------------------
+
+    def next_adapter_version(self, name: str) -> int:
+        with self._lock:
+            row = next(
+                self.db.query("select max(version) as v from adapters where name = ?", [name])
+            )
+        return (row["v"] or 0) + 1
+
+    def add_adapter(self, row: dict[str, Any]) -> int:
+        row = {**row, "created_at": now()}
+        for key in ("hyperparameters", "metrics"):
+            if not isinstance(row.get(key), str | None):
+                row[key] = json.dumps(row[key])
+        with self._tx() as db:
+            return db["adapters"].insert(row).last_pk
+
+    def set_adapter_status(self, engine_name: str, status: str) -> None:
+        with self._tx() as db:
+            db.execute("update adapters set status = ? where engine_name = ?", [status, engine_name])
+
+    def adapters(self, include_retired: bool = False) -> list[dict[str, Any]]:
+        where = None if include_retired else "status != 'retired'"
+        with self._lock:
+            return list(self.db["adapters"].rows_where(where, order_by="id"))
+
+    # -- training jobs ---------------------------------------------------------------------
+
+    def create_job(self, method: str, config: dict[str, Any], log_path: str | None = None) -> int:
+        row = {
+            "method": method,
+            "config": json.dumps(config),
+            "status": "running",
+            "step": 0,
+            "total_steps": None,
+            "metrics": "[]",
+            "log_path": log_path,
+            "created_at": now(),
+        }
+        with self._tx() as db:
+            return db["jobs"].insert(row).last_pk
+
+    def update_job(self, job_id: int, **fields: Any) -> None:
+        if fields.get("status") in ("succeeded", "failed", "cancelled"):
+            fields.setdefault("finished_at", now())
+        with self._tx() as db:
+            db["jobs"].update(job_id, fields)
+
+    def append_job_metrics(self, job_id: int, step: int, total: int, metrics: dict) -> None:
+        """Record one logged row; the UI draws the live loss curve from these."""
+        with self._tx() as db:
+            history = json.loads(db["jobs"].get(job_id)["metrics"])
+            history.append({"step": step, **metrics})
+            db["jobs"].update(
+                job_id, {"step": step, "total_steps": total, "metrics": json.dumps(history)}
+            )
+
+    def job(self, job_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            rows = list(self.db["jobs"].rows_where("id = ?", [job_id]))
+        if not rows:
+            return None
+        row = rows[0]
+        row["config"] = json.loads(row["config"])
+        row["metrics"] = json.loads(row["metrics"])
+        return row

@@ -17,4 +17,4 @@ class UnknownExchange(FeedbackError):
 
 
 class InvalidJudgement(FeedbackError):
-    """A judgement that is well-formed JSON but makes no sense (e.g. comparing different prompts)."""
+    """Well-formed JSON that makes no sense as a judgement (e.g. comparing different prompts)."""

@@ -196,17 +196,21 @@ class Store:
             )
         return (row["v"] or 0) + 1
 
-    def add_adapter(self, row: dict[str, Any]) -> int:
+    def add_adapter(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Record an adapter version; returns the stored row."""
         row = {**row, "created_at": now()}
         for key in ("hyperparameters", "metrics"):
             if not isinstance(row.get(key), str | None):
                 row[key] = json.dumps(row[key])
         with self._tx() as db:
-            return db["adapters"].insert(row).last_pk
+            pk = db["adapters"].insert(row).last_pk
+            return db["adapters"].get(pk)
 
     def set_adapter_status(self, engine_name: str, status: str) -> None:
         with self._tx() as db:
-            db.execute("update adapters set status = ? where engine_name = ?", [status, engine_name])
+            db.execute(
+                "update adapters set status = ? where engine_name = ?", [status, engine_name]
+            )
 
     def adapters(self, include_retired: bool = False) -> list[dict[str, Any]]:
         where = None if include_retired else "status != 'retired'"

@@ -1,0 +1,1 @@
+"""The gateway, the engine supervisor, the adapter registry and the `flywheel` CLI."""

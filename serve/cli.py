@@ -1,0 +1,119 @@
+"""`flywheel`: the command line. Each command builds its settings and hands over to a package."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from serve.config import Settings, default_data_dir
+from serve.default_model import DEFAULT_MODEL_NAME, default_model_dir, prepare
+
+DEFAULT_GATEWAY = "http://127.0.0.1:8000"
+
+
+def _model_and_name(model: str | None, served_name: str | None) -> tuple[str, str]:
+    """The default model is prepared in the cache on first use; any other is used as given."""
+    if model is None:
+        return str(prepare(default_model_dir())), served_name or DEFAULT_MODEL_NAME
+    return model, served_name or Path(model.rstrip("/")).name
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from serve.gateway import run_up
+
+    model, name = _model_and_name(args.model, args.served_model_name)
+    settings = Settings(
+        model=model,
+        served_model_name=name,
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        engine_url=args.engine_url,
+        engine_port=args.engine_port,
+        dtype=args.dtype,
+        max_model_len=args.max_model_len,
+        engine_args=args.engine_arg,
+        ui=not args.no_ui,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per engine call is noise
+    return asyncio.run(run_up(settings))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from train.cli import run_train
+
+    model, name = _model_and_name(args.model, None)
+    return run_train(args, model, name)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    code = subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args])
+    minutes = (time.monotonic() - started) / 60
+    print(f"flywheel: tests took {minutes:.1f} min (pytest exit code {code})", file=sys.stderr)
+    if code == 5:
+        print("flywheel: pytest collected no tests; that is a failure", file=sys.stderr)
+    return code
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flywheel",
+        description="Chat with a model, rate answers, train LoRA adapters, serve and compare them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start the engine, the gateway and the UI")
+    up.add_argument("--model", help="HF model folder or hub id (default: SmolLM2-135M-Instruct)")
+    up.add_argument("--served-model-name", help="the base model's name in /v1/models")
+    up.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    up.add_argument("--port", type=int, default=8000, help="gateway port (default: %(default)s)")
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        help="where the database, adapters and logs live (default: $FLYWHEEL_HOME or ./data)",
+    )
+    up.add_argument(
+        "--engine-url", help="use an already running vLLM server (GPU box, cluster) instead"
+    )
+    up.add_argument("--engine-port", type=int, default=0, help="supervised engine port (0: free)")
+    up.add_argument(
+        "--dtype", default="auto", help="engine dtype; auto = bfloat16 where the hardware has it"
+    )
+    up.add_argument("--max-model-len", type=int, default=2048, help="context length")
+    up.add_argument(
+        "--engine-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra vLLM flag, repeatable (e.g. --engine-arg=--tensor-parallel-size=2)",
+    )
+    up.add_argument("--no-ui", action="store_true", help="serve the API only")
+    up.set_defaults(func=cmd_up)
+
+    train = sub.add_parser("train", help="train a LoRA adapter from the stored judgements")
+    from train.cli import add_train_arguments
+
+    add_train_arguments(train)
+    train.set_defaults(func=cmd_train)
+
+    test = sub.add_parser("test", help="run the test suite (pytest arguments pass through)")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments for pytest")
+    test.set_defaults(func=cmd_test)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = make_parser().parse_args(argv)
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""The vLLM engine: a supervised child process, or an external URL.
+
+The supervised engine runs in its own process group, so stopping it takes vLLM's worker
+processes too; it also gets PR_SET_PDEATHSIG, so even a `kill -9` of the gateway does not leave
+an orphaned engine holding the CPU. A crash is answered by a restart with backoff, after which
+`on_ready` re-loads the adapters (the engine keeps none across restarts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from serve.config import Settings
+from serve.hardware import choose_dtype
+
+log = logging.getLogger("flywheel.engine")
+
+READY_TIMEOUT_S = 600  # a cold start on 2 cores takes ~45 s; a big model on a GPU much longer
+MAX_BACKOFF_S = 30
+
+
+class EngineFailed(RuntimeError):
+    """The engine could not be started; the message carries the tail of its log."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def engine_command(settings: Settings, port: int) -> list[str]:
+    dtype = choose_dtype() if settings.dtype == "auto" else settings.dtype
+    return [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", settings.model,
+        "--served-model-name", settings.served_model_name,
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--dtype", dtype,
+        "--max-model-len", str(settings.max_model_len),
+        "--enable-lora",
+        "--max-lora-rank", str(settings.max_lora_rank),
+        "--max-loras", str(settings.max_loras),
+        *settings.engine_args,
+    ]  # fmt: skip
+
+
+def engine_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # hot-loading adapters needs it
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; enough for the default model
+    # vLLM keeps one core for itself by default; on 2 cores computing on both is +25-30 %.
+    env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    return env
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the gateway dies, however it dies."""
+    PR_SET_PDEATHSIG = 1
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Engine:
+    """State and address of the engine, whether supervised or external."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.external = settings.engine_url is not None
+        self.port = settings.engine_port or free_port()
+        self.url = (settings.engine_url or f"http://127.0.0.1:{self.port}").rstrip("/")
+        self.state = "external" if self.external else "stopped"
+        self.restarts = 0
+        self.started_at: float | None = None
+        self.on_ready: Callable[[], Awaitable[None]] | None = None
+        self._proc: subprocess.Popen | None = None
+        self._watch: asyncio.Task | None = None
+        self._stopping = False
+        self.log_path = settings.logs_dir / "engine.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def describe(self) -> dict:
+        return {
+            "state": self.state,
+            "url": self.url,
+            "supervised": not self.external,
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "uptime_s": round(time.monotonic() - self.started_at, 1) if self.started_at else None,
+        }
+
+    async def healthy(self) -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=2) as client:
+                return (await client.get(f"{self.url}/health")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    async def start(self) -> None:
+        """Start (or, for an external engine, wait for) the engine and return once it is ready."""
+        if self.external:
+            await self._wait_external()
+        else:
+            await self._spawn_and_wait()
+            self._watch = asyncio.create_task(self._supervise())
+        if self.on_ready:
+            await self.on_ready()
+
+    async def _wait_external(self) -> None:
+        deadline = time.monotonic() + 60
+        while not await self.healthy():
+            if time.monotonic() > deadline:
+                raise EngineFailed(f"no engine answers at {self.url}/health")
+            await asyncio.sleep(1)
+        self.started_at = time.monotonic()
+
+    def _spawn(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = engine_command(self.settings, self.port)
+        log.info("starting engine: %s", " ".join(command))
+        with open(self.log_path, "ab") as log_file:
+            self._proc = subprocess.Popen(
+                command,
+                env=engine_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stop() takes vLLM's workers too
+                preexec_fn=_die_with_parent,
+            )
+        self.state = "starting"
+
+    async def _spawn_and_wait(self) -> None:
+        self._spawn()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not await self.healthy():
+            if self._proc is not None and self._proc.poll() is not None:
+                self.state = "failed"
+                raise EngineFailed(
+                    f"the engine exited with code {self._proc.returncode} while starting; "
+                    f"last lines of {self.log_path}:\n{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                self._kill_group()
+                raise EngineFailed(f"the engine was not ready after {READY_TIMEOUT_S} s")
+            await asyncio.sleep(0.5)
+        self.state = "ready"
+        self.started_at = time.monotonic()
+        log.info("engine ready at %s (pid %s)", self.url, self.pid)
+
+    async def _supervise(self) -> None:
+        """Restart a crashed engine with exponential backoff, then re-run `on_ready`."""
+        backoff = 1.0
+        while not self._stopping:
+            await asyncio.sleep(1)
+            if self._stopping or self._proc is None or self._proc.poll() is None:
+                continue
+            code = self._proc.returncode
+            log.error("engine exited with code %s; restarting in %.0f s", code, backoff)
+            self.state = "restarting"
+            self._kill_group()  # leftover workers of the dead engine
+            await asyncio.sleep(backoff)
+            try:
+                await self._spawn_and_wait()
+                self.restarts += 1
+                backoff = 1.0
+                if self.on_ready:
+                    await self.on_ready()
+            except EngineFailed as exc:
+                log.error("engine restart failed: %s", exc)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no engine log)"
+
+    def _kill_group(self, sig: int = signal.SIGKILL) -> None:
+        if self._proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
+
+    async def stop(self, grace_s: float = 10) -> None:
+        """Stop the supervised engine and every process it started. Safe to call twice."""
+        self._stopping = True
+        if self._watch:
+            self._watch.cancel()
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._kill_group(signal.SIGTERM)
+            deadline = time.monotonic() + grace_s
+            while self._proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+        self._kill_group(signal.SIGKILL)  # whatever is left of the group
+        self._proc.wait()
+        self.state = "stopped"
+
+    def stop_now(self) -> None:
+        """Synchronous last resort for atexit: kill the group without waiting."""
+        self._kill_group(signal.SIGKILL)

@@ -1,0 +1,101 @@
+"""One error path: every failure leaves the gateway in OpenAI's JSON shape with the right status.
+
+Domain errors are raised deep (`UnknownModel`, `AdapterRejected`, feedback's `UnknownExchange`)
+and translated here, in handlers registered once by `install_error_handlers`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from feedback.errors import InvalidJudgement, UnknownExchange
+
+log = logging.getLogger("flywheel.gateway")
+
+
+class APIError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, param: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.headers = headers or {}
+
+
+class BadRequest(APIError):
+    status, type, code = 400, "invalid_request_error", "invalid_request"
+
+
+class UnknownModel(APIError):
+    status, type, code = 404, "invalid_request_error", "model_not_found"
+
+
+class NotFound(APIError):
+    status, type, code = 404, "invalid_request_error", "not_found"
+
+
+class AdapterRejected(APIError):
+    """A LoRA folder that must not reach the engine (validated before any load)."""
+
+    status, type, code = 422, "invalid_request_error", "adapter_rejected"
+
+
+class EngineUnavailable(APIError):
+    status, type, code = 503, "engine_unavailable", "engine_unavailable"
+
+    def __init__(self, message: str, retry_after: int = 5):
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+def error_body(message: str, type_: str, param: str | None = None, code: str | None = None):
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def error_response(
+    status: int, message: str, type_: str, param=None, code=None, headers=None
+) -> JSONResponse:
+    return JSONResponse(error_body(message, type_, param, code), status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    first = exc.errors()[0]
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = ".".join(loc) or None
+    return (f"{param}: {first['msg']}" if param else first["msg"]), param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, exc: APIError):
+        return error_response(exc.status, exc.message, exc.type, exc.param, exc.code, exc.headers)
+
+    @app.exception_handler(UnknownExchange)
+    async def _unknown_exchange(_: Request, exc: UnknownExchange):
+        return error_response(404, str(exc), "invalid_request_error", "completion_id", "not_found")
+
+    @app.exception_handler(InvalidJudgement)
+    async def _invalid_judgement(_: Request, exc: InvalidJudgement):
+        return error_response(400, str(exc), "invalid_request_error", None, "invalid_judgement")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError):
+        message, param = _validation_message(exc)
+        return error_response(400, message, "invalid_request_error", param, "invalid_request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException):
+        type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return error_response(exc.status_code, str(exc.detail), type_, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception):
+        log.exception("unhandled error")
+        return error_response(500, f"internal error: {type(exc).__name__}", "server_error")

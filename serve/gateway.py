@@ -1,0 +1,158 @@
+"""The gateway: one FastAPI app in front of the engine, with the UI mounted at `/`.
+
+`create_app` wires services onto `app.state`; nothing is built at import. `run_up` is
+`flywheel up`: it starts the engine first, then serves the app, and always stops the engine
+on the way out (Ctrl-C, SIGTERM, or a failure to bind the port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from feedback import Store
+from serve.adapters import AdapterRegistry
+from serve.config import Settings
+from serve.engine import Engine, EngineFailed
+from serve.errors import NotFound, install_error_handlers
+from serve.exchange_log import ExchangeLogger
+from serve.routes import adapters, feedback, health, openai
+from serve.services import Services
+
+log = logging.getLogger("flywheel.gateway")
+
+
+def build_services(settings: Settings, engine: Engine | None = None) -> Services:
+    store = Store(settings.db_path)
+    engine = engine or Engine(settings)
+    registry = AdapterRegistry(
+        store,
+        root=settings.adapters_dir,
+        base_name=settings.served_model_name,
+        base_model=settings.model,
+        max_rank=settings.max_lora_rank,
+        engine_url=engine.url,
+    )
+    http = httpx.AsyncClient(
+        base_url=engine.url,
+        timeout=httpx.Timeout(connect=5, read=None, write=30, pool=None),
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+    )
+    return Services(settings, store, engine, registry, ExchangeLogger(store), http)
+
+
+def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
+    services = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        services.exchange_log.start()
+        yield
+        await services.exchange_log.close()  # nothing acknowledged is dropped at shutdown
+        await services.http.aclose()
+
+    app = FastAPI(
+        title="flywheel",
+        description="OpenAI-compatible gateway that closes the fine-tuning loop.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    for module in (openai, feedback, adapters, health):
+        app.include_router(module.router)
+
+    @app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def unknown_route(path: str) -> None:
+        """Without this, unknown API paths would fall through to the UI mounted at `/`."""
+        raise NotFound(f"no route /v1/{path}; see /docs for the API")
+
+    if settings.ui:
+        import gradio as gr
+
+        from ui.app import build_ui
+
+        # The UI is a client like any other: it calls this gateway over HTTP.
+        api_base = f"http://127.0.0.1:{settings.port}/v1"
+        gr.mount_gradio_app(app, build_ui(api_base), path="/")  # last: "/" matches everything
+    return app
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def say(message: str) -> None:
+    print(f"flywheel: {message}", file=sys.stderr, flush=True)
+
+
+async def run_up(settings: Settings) -> int:
+    """Start the engine, then the gateway; stop both on Ctrl-C / SIGTERM. Returns an exit code."""
+    if not _port_free(settings.host, settings.port):
+        say(f"port {settings.port} on {settings.host} is in use; pass --port to choose another")
+        return 2
+    services = build_services(settings)
+    engine = services.engine
+    engine.on_ready = services.registry.load_all
+    atexit.register(engine.stop_now)
+    app = create_app(settings, services)
+
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, main_task.cancel)
+    try:
+        if engine.external:
+            say(f"using the engine at {engine.url}")
+        else:
+            say(f"starting the vLLM engine for {settings.served_model_name} (~1 min on 2 cores)")
+        await engine.start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+            # uvicorn captures signals while serving and re-raises them afterwards; a handler
+            # that only notes the signal lets the `finally` below stop the engine every time.
+            signal.signal(sig, lambda *_: None)
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level="warning", access_log=False
+        )
+        server = uvicorn.Server(config)
+        announce = asyncio.create_task(_announce_when_started(server, settings))
+        await server.serve()
+        announce.cancel()
+        return 0 if server.started else 1
+    except EngineFailed as exc:
+        say(f"the engine failed to start: {exc}")
+        return 1
+    except asyncio.CancelledError:
+        say("interrupted")
+        return 130
+    finally:
+        say("stopping the engine")
+        with contextlib.suppress(Exception):
+            await engine.stop()
+        services.store.close()
+
+
+async def _announce_when_started(server: uvicorn.Server, settings: Settings) -> None:
+    while not server.started:
+        await asyncio.sleep(0.1)
+    url = settings.public_url
+    model = settings.served_model_name
+    say(f"ready.\n  UI:         {url}/\n  OpenAI API: {url}/v1  (model: {model})")
+    say("press Ctrl-C to stop")

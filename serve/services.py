@@ -1,0 +1,32 @@
+"""The gateway's long-lived services, built in `create_app` and reached through `app.state`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, Request
+
+from feedback import Store
+from serve.adapters import AdapterRegistry
+from serve.config import Settings
+from serve.engine import Engine
+from serve.exchange_log import ExchangeLogger
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    engine: Engine
+    registry: AdapterRegistry
+    exchange_log: ExchangeLogger
+    http: httpx.AsyncClient  # pooled connections to the engine
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

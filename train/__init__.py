@@ -1,0 +1,1 @@
+"""Turning stored judgements into LoRA adapters with TRL."""

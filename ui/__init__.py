@@ -1,0 +1,1 @@
+"""The Gradio app. It reaches flywheel only through the gateway's HTTP API, like any client."""

@@ -67,10 +67,11 @@ def train_dpo(
 
     class Relay(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs:
-                last.update({k: float(v) for k, v in logs.items() if isinstance(v, int | float)})
+            row = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
+            if row:
+                last.update(row)
                 if on_log:
-                    on_log(state.global_step, state.max_steps, dict(last))
+                    on_log(state.global_step, state.max_steps, row)
 
     config = DPOConfig(
         output_dir=str(out_dir.parent / (out_dir.name + ".checkpoints")),

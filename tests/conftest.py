@@ -1,0 +1,102 @@
+"""Shared fixtures: each test has its own FLYWHEEL_HOME; the real stack starts once per session."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from serve.engine import free_port
+
+STACK_READY_TIMEOUT_S = 400  # engine cold start is ~30-60 s; a loaded CI box is slower
+
+
+@pytest.fixture(autouse=True)
+def flywheel_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "flywheel-home"
+    monkeypatch.setenv("FLYWHEEL_HOME", str(home))
+    return home
+
+
+@dataclass
+class Stack:
+    url: str
+    data_dir: Path
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def api(self) -> str:
+        return f"{self.url}/v1"
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _wait_ready(stack: Stack) -> None:
+    deadline = time.monotonic() + STACK_READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if stack.process.poll() is not None:
+            pytest.fail(
+                f"`flywheel up` exited with {stack.process.returncode}:\n{stack.log_tail()}"
+            )
+        try:
+            if httpx.get(f"{stack.url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    pytest.fail(f"`flywheel up` was not ready after {STACK_READY_TIMEOUT_S} s:\n{stack.log_tail()}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Stack:
+    """`flywheel up` as a user runs it: real vLLM engine, default model, gateway and UI."""
+    data_dir = tmp_path_factory.mktemp("stack")
+    port = free_port()
+    log_path = data_dir / "up.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "serve.cli",
+                "up",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    stack = Stack(f"http://127.0.0.1:{port}", data_dir, process, log_path)
+    try:
+        _wait_ready(stack)
+        engine_pid = httpx.get(f"{stack.url}/health").json()["engine"]["pid"]
+        yield stack
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail("`flywheel up` did not stop within 60 s of SIGTERM")
+    # Regression guard: stopping the gateway must never leave the engine running.
+    assert not _alive(engine_pid), "the engine outlived `flywheel up`"

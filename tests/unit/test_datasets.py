@@ -1,0 +1,52 @@
+from feedback import Exchange, Store
+from feedback.datasets import dpo_pairs, snapshot_hash
+
+PROMPT = [{"role": "user", "content": "hi"}]
+
+
+def store_with(*completions: str) -> Store:
+    store = Store(None)
+    store.log_exchanges(
+        Exchange(id=f"c{i}", model="m", engine_model="m", messages=PROMPT, completion=text)
+        for i, text in enumerate(completions)
+    )
+    return store
+
+
+def test_winner_becomes_chosen_in_conversational_form():
+    store = store_with("short", "long answer")
+    store.add_comparison("c0", "c1", "b")
+    assert dpo_pairs(store) == [
+        {
+            "prompt": PROMPT,
+            "chosen": [{"role": "assistant", "content": "long answer"}],
+            "rejected": [{"role": "assistant", "content": "short"}],
+        }
+    ]
+
+
+def test_ties_and_both_bad_are_not_preferences():
+    store = store_with("x", "y")
+    store.add_comparison("c0", "c1", "tie")
+    store.add_comparison("c0", "c1", "both_bad")
+    assert dpo_pairs(store) == []
+
+
+def test_the_same_judgement_twice_counts_once():
+    store = store_with("x", "y")
+    store.add_comparison("c0", "c1", "a")
+    store.add_comparison("c1", "c0", "b")
+    assert len(dpo_pairs(store)) == 1
+
+
+def test_identical_answers_make_no_pair():
+    store = store_with("same", "same")
+    store.add_comparison("c0", "c1", "a")
+    assert dpo_pairs(store) == []
+
+
+def test_snapshot_hash_is_stable_and_sees_every_change():
+    rows = [{"prompt": PROMPT, "chosen": "a", "rejected": "b"}]
+    assert snapshot_hash(rows) == snapshot_hash([dict(rows[0])])
+    assert snapshot_hash(rows) != snapshot_hash([{**rows[0], "chosen": "c"}])
+    assert snapshot_hash(rows) != snapshot_hash(rows + rows)

@@ -27,6 +27,7 @@ from serve.config import Settings
 from serve.engine import Engine, EngineFailed
 from serve.errors import NotFound, install_error_handlers
 from serve.exchange_log import ExchangeLogger
+from serve.json_body import JsonBodies
 from serve.routes import adapters, feedback, health, openai
 from serve.services import Services
 
@@ -69,6 +70,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
+    app.add_middleware(JsonBodies)
     install_error_handlers(app)
     for module in (openai, feedback, adapters, health):
         app.include_router(module.router)

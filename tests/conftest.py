@@ -67,6 +67,10 @@ def _alive(pid: int) -> bool:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Stack:
     """`flywheel up` as a user runs it: real vLLM engine, default model, gateway and UI."""
+    if os.environ.get("FLYWHEEL_TEST_STACK"):  # dev loop: reuse a running `flywheel up`
+        url, data_dir = os.environ["FLYWHEEL_TEST_STACK"].split(",")
+        yield Stack(url, Path(data_dir), None, Path(data_dir) / "logs" / "engine.log")
+        return
     data_dir = tmp_path_factory.mktemp("stack")
     port = free_port()
     log_path = data_dir / "up.log"
@@ -100,3 +104,44 @@ def stack(tmp_path_factory) -> Stack:
             pytest.fail("`flywheel up` did not stop within 60 s of SIGTERM")
     # Regression guard: stopping the gateway must never leave the engine running.
     assert not _alive(engine_pid), "the engine outlived `flywheel up`"
+
+
+@dataclass
+class TrainedAdapter:
+    name: str
+    result: subprocess.CompletedProcess
+
+
+def _answer(stack: Stack, prompt: str, seed: int) -> tuple[str, str]:
+    body = {
+        "model": "base",
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": 48,
+        "temperature": 1.0,
+        "seed": seed,
+    }
+    data = httpx.post(f"{stack.api}/chat/completions", json=body, timeout=120).json()
+    return data["id"], data["choices"][0]["message"]["content"]
+
+
+@pytest.fixture(scope="session")
+def trained_adapter(stack) -> TrainedAdapter:
+    """Judgements through the API, then `flywheel train` against the running gateway (once)."""
+    for i, prompt in enumerate(["Name a fruit.", "Say hello.", "What is rain?", "Pick a color."]):
+        (id_a, text_a), (id_b, text_b) = (
+            _answer(stack, prompt, 2 * i),
+            _answer(stack, prompt, 2 * i + 1),
+        )
+        winner = "a" if len(text_a) >= len(text_b) else "b"  # a simple, consistent preference
+        resp = httpx.post(
+            f"{stack.api}/feedback/comparisons",
+            json={"completion_ids": [id_a, id_b], "winner": winner},
+        )
+        assert resp.status_code == 201, resp.text
+    name = "it-dpo"
+    command = [
+        sys.executable, "-m", "serve.cli", "train", "--method", "dpo", "--name", name,
+        "--data-dir", str(stack.data_dir), "--gateway", stack.url, "--max-steps", "2",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    return TrainedAdapter(name, result)

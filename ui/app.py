@@ -54,7 +54,7 @@ def build_ui(api_base: str) -> gr.Blocks:
         value = current if current in choices else (choices[0] if choices else None)
         return gr.update(choices=choices, value=value), ""
 
-    def send(text: str, model: str, conv: Conversation):
+    def send(text: str, model: str, temperature: float, max_tokens: int, conv: Conversation):
         text = (text or "").strip()
         if not text:
             yield gr.update(), conv, "", gr.update()
@@ -64,7 +64,8 @@ def build_ui(api_base: str) -> gr.Blocks:
         conv.add("user", text)
         answer, completion_id = "", None
         try:
-            for delta in client.stream_chat(model, prefix):
+            sampling = {"temperature": temperature, "max_tokens": int(max_tokens)}
+            for delta in client.stream_chat(model, prefix, **sampling):
                 completion_id, answer = delta.completion_id, answer + delta.text
                 yield [*_history(conv), {"role": "assistant", "content": answer}], conv, "", ""
         except Exception as exc:
@@ -86,7 +87,7 @@ def build_ui(api_base: str) -> gr.Blocks:
             return f"⚠️ {exc}"
         return "Thanks: rated 👍" if liked else "Thanks: rated 👎"
 
-    def regenerate(model: str, conv: Conversation):
+    def regenerate(model: str, temperature: float, max_tokens: int, conv: Conversation):
         if not conv.messages or conv.messages[-1]["role"] != "assistant":
             yield gr.update(), gr.update(), gr.update(), conv, "⚠️ nothing to regenerate yet"
             return
@@ -95,7 +96,8 @@ def build_ui(api_base: str) -> gr.Blocks:
         answer, completion_id = "", None
         box = gr.update(visible=True)
         try:
-            for delta in client.stream_chat(model, prefix):
+            sampling = {"temperature": temperature, "max_tokens": int(max_tokens)}
+            for delta in client.stream_chat(model, prefix, **sampling):
                 completion_id, answer = delta.completion_id, answer + delta.text
                 yield box, original, answer, conv, "Generating a second answer…"
         except Exception as exc:
@@ -128,6 +130,10 @@ def build_ui(api_base: str) -> gr.Blocks:
             with gr.Row():
                 model = gr.Dropdown(label="Model", choices=[], scale=4, elem_id="model")
                 refresh = gr.Button("Refresh models", scale=1, elem_id="refresh-models")
+            with gr.Accordion("Sampling", open=False):
+                with gr.Row():
+                    temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature")
+                    max_tokens = gr.Slider(16, 1024, value=256, step=16, label="Max tokens")
             chatbot = gr.Chatbot(label="Conversation", height=420, elem_id="chatbot")
             with gr.Row():
                 prompt = gr.Textbox(
@@ -159,12 +165,21 @@ def build_ui(api_base: str) -> gr.Blocks:
         demo.load(load_models, [model], [model, status])
         refresh.click(load_models, [model], [model, status])
         for trigger in (prompt.submit, send_btn.click):
-            trigger(send, [prompt, model, conv], [chatbot, conv, prompt, status])
+            trigger(
+                send,
+                [prompt, model, temperature, max_tokens, conv],
+                [chatbot, conv, prompt, status],
+            )
         chatbot.like(rate, [conv], [status])
-        regen_btn.click(regenerate, [model, conv], [compare_box, answer_a, answer_b, conv, status])
+        regen_btn.click(
+            regenerate,
+            [model, temperature, max_tokens, conv],
+            [compare_box, answer_a, answer_b, conv, status],
+        )
         for winner, button in pick_buttons.items():
             button.click(
                 lambda c, w=winner: pick(w, c), [conv], [compare_box, chatbot, conv, status]
             )
         clear_btn.click(clear, None, [chatbot, conv, compare_box, status])
+        chatbot.clear(clear, None, [chatbot, conv, compare_box, status])  # its own trash button
     return demo

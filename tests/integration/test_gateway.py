@@ -1,0 +1,129 @@
+"""Chat through the gateway on the real engine; every exchange and judgement lands in SQLite."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import pytest
+
+from feedback import Store
+
+pytestmark = pytest.mark.integration
+
+BASE = "SmolLM2-135M-Instruct"
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture(scope="module")
+def client(stack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=stack.api, api_key="local", max_retries=0)
+
+
+def logged(stack, completion_id: str, timeout: float = 10) -> dict:
+    """The exchange as stored (logging is asynchronous: poll briefly)."""
+    store = Store(stack.data_dir / "flywheel.db")
+    deadline = time.monotonic() + timeout
+    while (row := store.exchange(completion_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert row is not None, f"{completion_id} was never logged"
+    return row
+
+
+def test_models_lists_the_base_model(client):
+    models = {m.id: m for m in client.models.list().data}
+    assert BASE in models
+    assert models[BASE].parent is None
+
+
+def test_chat_is_answered_and_logged_under_its_response_id(stack, client):
+    reply = client.chat.completions.create(
+        model=BASE, messages=QUESTION, max_tokens=16, temperature=0
+    )
+    text = reply.choices[0].message.content
+    assert "Paris" in text
+    row = logged(stack, reply.id)
+    assert (row["completion"], row["model"], row["stream"]) == (text, BASE, 0)
+    assert row["messages"] == QUESTION
+    assert row["params"] == {"max_tokens": 16, "temperature": 0}
+    assert row["usage"]["completion_tokens"] == reply.usage.completion_tokens
+
+
+def test_stream_arrives_in_chunks_and_is_logged_whole(stack, client):
+    stream = client.chat.completions.create(
+        model="base", messages=QUESTION, max_tokens=24, temperature=0, stream=True
+    )
+    chunks = [c for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len(chunks) > 3 and "Paris" in text
+    row = logged(stack, chunks[0].id)
+    assert (row["completion"], row["model"], row["engine_model"]) == (text, "base", BASE)
+    assert row["stream"] == 1 and row["finish_reason"] in ("stop", "length")
+
+
+def test_rating_is_stored(stack, client):
+    reply = client.chat.completions.create(model=BASE, messages=QUESTION, max_tokens=8)
+    resp = httpx.post(
+        f"{stack.api}/feedback/ratings",
+        json={"completion_id": reply.id, "value": -1, "reasons": ["wrong"], "comment": "no"},
+    )
+    assert resp.status_code == 201, resp.text
+    store = Store(stack.data_dir / "flywheel.db")
+    row = store.db["ratings"].get(resp.json()["id"])
+    assert (row["exchange_id"], row["value"], row["comment"]) == (reply.id, -1, "no")
+
+
+def test_comparison_is_stored(stack, client):
+    ids = [
+        client.chat.completions.create(model=BASE, messages=QUESTION, max_tokens=8, seed=s).id
+        for s in (1, 2)
+    ]
+    resp = httpx.post(
+        f"{stack.api}/feedback/comparisons", json={"completion_ids": ids, "winner": "tie"}
+    )
+    assert resp.status_code == 201, resp.text
+    row = Store(stack.data_dir / "flywheel.db").db["comparisons"].get(resp.json()["id"])
+    assert (row["exchange_a"], row["exchange_b"], row["winner"]) == (*ids, "tie")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code"),
+    [
+        ("post", "/chat/completions", b"{not json", 400, "invalid_request"),
+        (
+            "post",
+            "/chat/completions",
+            b'{"model": "nope", "messages": [{}]}',
+            404,
+            "model_not_found",
+        ),
+        ("post", "/chat/completions", b'{"model": "base"}', 400, "invalid_request"),
+        ("post", "/feedback/ratings", b'{"completion_id": "x", "value": 1}', 404, "not_found"),
+        (
+            "post",
+            "/feedback/ratings",
+            b'{"completion_id": "x", "value": 5}',
+            400,
+            "invalid_request",
+        ),
+        ("get", "/no/such/route", None, 404, "not_found"),
+    ],
+)
+def test_errors_are_openai_shaped(stack, method, path, body, status, code):
+    resp = httpx.request(method, f"{stack.api}{path}", content=body)
+    assert resp.status_code == status
+    error = resp.json()["error"]
+    assert error["code"] == code
+    assert error["message"] and set(error) == {"message", "type", "param", "code"}
+
+
+def test_engine_errors_keep_their_status_and_shape(client):
+    with pytest.raises(openai.BadRequestError, match="max_model_len"):
+        client.chat.completions.create(model=BASE, messages=QUESTION, max_tokens=10**6)
+
+
+def test_health_reports_the_engine(stack):
+    body = httpx.get(f"{stack.url}/health").json()
+    assert body["status"] == "ok"
+    assert body["engine"]["state"] == "ready" and body["engine"]["supervised"] is True

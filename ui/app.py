@@ -146,7 +146,7 @@ def build_ui(api_base: str) -> gr.Blocks:
             with gr.Row():
                 regen_btn = gr.Button("Regenerate", elem_id="regenerate")
                 clear_btn = gr.Button("New chat", elem_id="new-chat")
-            with gr.Group(visible=False, elem_id="compare") as compare_box:
+            with gr.Column(visible=False, variant="panel", elem_id="compare") as compare_box:
                 gr.Markdown("### Which answer is better?")
                 with gr.Row():
                     with gr.Column():

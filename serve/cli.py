@@ -111,6 +111,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["test"] and not {"-h", "--help"} & set(argv[1:2]):
+        # everything after `test` belongs to pytest, verbatim and in order
+        sys.exit(cmd_test(argparse.Namespace(pytest_args=argv[1:])))
     args = make_parser().parse_args(argv)
     sys.exit(args.func(args))
 

@@ -1,0 +1,72 @@
+"""The engine lives and dies with `flywheel up`: restarted after a crash, never orphaned."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from serve.engine import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def engine_state(url: str) -> dict | None:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).json()["engine"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
+
+
+def test_crashed_engine_is_restarted_and_a_killed_gateway_takes_it_along(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "up.log", "wb") as log:
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "serve.cli", "up", "--no-ui", "--port", str(port),
+             "--data-dir", str(tmp_path / "data")],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        first = wait(
+            lambda: (s := engine_state(url)) and s["state"] == "ready" and s, 400, "the stack"
+        )
+        os.kill(first["pid"], signal.SIGKILL)  # the engine crashes
+        second = wait(
+            lambda: (s := engine_state(url)) and s["restarts"] == 1 and s["state"] == "ready" and s,
+            400,
+            "the supervisor to restart the engine",
+        )
+        assert second["pid"] != first["pid"]
+        body = {"model": "base", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+        assert httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60).status_code == 200
+
+        gateway.kill()  # SIGKILL: no clean-up code runs in the gateway
+        gateway.wait()
+        wait(lambda: not alive(second["pid"]), 30, "the orphaned engine to exit")
+    finally:
+        if gateway.poll() is None:
+            gateway.send_signal(signal.SIGTERM)
+            gateway.wait(60)

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from serve.config import Settings, default_data_dir
+from serve.config import Settings, add_data_dir_argument
 from serve.default_model import DEFAULT_MODEL_NAME, default_model_dir, prepare
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"
@@ -74,12 +74,7 @@ def make_parser() -> argparse.ArgumentParser:
     up.add_argument("--served-model-name", help="the base model's name in /v1/models")
     up.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
     up.add_argument("--port", type=int, default=8000, help="gateway port (default: %(default)s)")
-    up.add_argument(
-        "--data-dir",
-        type=Path,
-        default=default_data_dir(),
-        help="where the database, adapters and logs live (default: $FLYWHEEL_HOME or ./data)",
-    )
+    add_data_dir_argument(up)
     up.add_argument(
         "--engine-url", help="use an already running vLLM server (GPU box, cluster) instead"
     )

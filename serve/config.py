@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,16 @@ from pathlib import Path
 def default_data_dir() -> Path:
     """`FLYWHEEL_HOME` roots all state (tests point it at a temp dir), else ./data."""
     return Path(os.environ.get("FLYWHEEL_HOME") or "data")
+
+
+def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """`--data-dir`, shared by every command that reads or writes flywheel's state."""
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        help="where the database, adapters and logs live (default: $FLYWHEEL_HOME or ./data)",
+    )
 
 
 @dataclass

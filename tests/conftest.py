@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from serve.engine import free_port
+from tests.polling import pid_alive
 
 STACK_READY_TIMEOUT_S = 400  # engine cold start is ~30-60 s; a loaded CI box is slower
 
@@ -56,14 +57,6 @@ def _wait_ready(stack: Stack) -> None:
     pytest.fail(f"`flywheel up` was not ready after {STACK_READY_TIMEOUT_S} s:\n{stack.log_tail()}")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Stack:
     """`flywheel up` as a user runs it: real vLLM engine, default model, gateway and UI."""
@@ -103,7 +96,7 @@ def stack(tmp_path_factory) -> Stack:
             process.kill()
             pytest.fail("`flywheel up` did not stop within 60 s of SIGTERM")
     # Regression guard: stopping the gateway must never leave the engine running.
-    assert not _alive(engine_pid), "the engine outlived `flywheel up`"
+    assert not pid_alive(engine_pid), "the engine outlived `flywheel up`"
 
 
 @dataclass

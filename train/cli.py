@@ -19,7 +19,7 @@ import httpx
 
 from feedback import Store
 from feedback.datasets import dpo_pairs, snapshot_hash
-from serve.config import default_data_dir
+from serve.config import add_data_dir_argument
 from train.dpo import DpoParams, train_dpo
 
 NO_PAIRS = (
@@ -38,12 +38,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--name", help="adapter name (default: dpo-jobN)")
     parser.add_argument("--model", help="base model folder (default: SmolLM2-135M-Instruct)")
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=default_data_dir(),
-        help="the flywheel data folder (default: $FLYWHEEL_HOME or ./data)",
-    )
+    add_data_dir_argument(parser)
     parser.add_argument(
         "--gateway",
         default="http://127.0.0.1:8000",

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
 from feedback import Store
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.browser
-
-
-def wait_for(predicate, timeout: float = 60, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {message}")
 
 
 def exchanges_for(store: Store, prompt: str) -> list[dict]:
@@ -34,12 +24,10 @@ def ask(page, store: Store, prompt: str) -> dict:
     before = len(exchanges_for(store, prompt))
     page.locator("#prompt textarea").fill(prompt)
     page.locator("#send").click()
-    row = wait_for(
-        lambda: exchanges_for(store, prompt)[before:], message="the answer to be logged"
-    )[0]
+    row = wait_for(lambda: exchanges_for(store, prompt)[before:], what="the answer to be logged")[0]
     bot = page.locator('#chatbot [data-testid="bot"]').last
     shown = row["completion"].strip()[:20]
-    wait_for(lambda: shown in bot.inner_text(), message="the answer on screen")
+    wait_for(lambda: shown in bot.inner_text(), what="the answer on screen")
     return row
 
 
@@ -53,19 +41,19 @@ def test_chat_rate_regenerate_and_pick(page, stack, screenshot):
     first = ask(page, store, prompt)
 
     page.locator('#chatbot button[aria-label="Like"]').last.click()
-    wait_for(lambda: "rated 👍" in status(page), message="the rating to be confirmed")
+    wait_for(lambda: "rated 👍" in status(page), what="the rating to be confirmed")
     ratings = list(store.db["ratings"].rows_where("exchange_id = ?", [first["id"]]))
     assert [r["value"] for r in ratings] == [1]
 
     seen = len(exchanges_for(store, prompt))
     page.locator("#regenerate").click()
-    wait_for(lambda: "Which answer is better?" in status(page), message="the second answer")
-    second = wait_for(lambda: exchanges_for(store, prompt)[seen:], message="second exchange")[0]
+    wait_for(lambda: "Which answer is better?" in status(page), what="the second answer")
+    second = wait_for(lambda: exchanges_for(store, prompt)[seen:], what="second exchange")[0]
     assert page.locator("#pick-b").is_visible()
     screenshot("ui-chat.png")
 
     page.locator("#pick-b").click()
-    wait_for(lambda: "Saved: B is better" in status(page), message="the comparison to be saved")
+    wait_for(lambda: "Saved: B is better" in status(page), what="the comparison to be saved")
     [comparison] = list(store.db["comparisons"].rows_where("exchange_b = ?", [second["id"]]))
     assert (comparison["exchange_a"], comparison["winner"], comparison["source"]) == (
         first["id"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -127,3 +128,33 @@ def test_health_reports_the_engine(stack):
     body = httpx.get(f"{stack.url}/health").json()
     assert body["status"] == "ok"
     assert body["engine"]["state"] == "ready" and body["engine"]["supervised"] is True
+
+
+def engine_requests_running(stack) -> float:
+    engine_url = httpx.get(f"{stack.url}/health").json()["engine"]["url"]
+    for line in httpx.get(f"{engine_url}/metrics").text.splitlines():
+        if line.startswith("vllm:num_requests_running"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("the engine exposes no vllm:num_requests_running")
+
+
+def test_a_client_that_disconnects_cancels_the_engine_request(stack):
+    body = {
+        "model": "base",
+        "messages": [{"role": "user", "content": "Write a very long story."}],
+        "max_tokens": 1500,
+        "ignore_eos": True,  # vLLM extra: without a disconnect this would run ~1 minute
+        "stream": True,
+    }
+    completion_id = None
+    with httpx.stream("POST", f"{stack.api}/chat/completions", json=body, timeout=60) as resp:
+        for line in resp.iter_lines():
+            if line.startswith("data: {"):
+                completion_id = json.loads(line[6:])["id"]
+                break
+    started = time.monotonic()
+    while engine_requests_running(stack) > 0:
+        assert time.monotonic() - started < 10, "the engine kept generating for a gone client"
+        time.sleep(0.2)
+    row = logged(stack, completion_id)
+    assert row["finish_reason"] == "cancelled" and row["stream"] == 1

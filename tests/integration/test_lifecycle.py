@@ -6,31 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from serve.engine import free_port
+from tests.polling import pid_alive, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def engine_state(url: str) -> dict | None:
@@ -50,11 +33,11 @@ def test_crashed_engine_is_restarted_and_a_killed_gateway_takes_it_along(tmp_pat
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     try:
-        first = wait(
+        first = wait_for(
             lambda: (s := engine_state(url)) and s["state"] == "ready" and s, 400, "the stack"
         )
         os.kill(first["pid"], signal.SIGKILL)  # the engine crashes
-        second = wait(
+        second = wait_for(
             lambda: (s := engine_state(url)) and s["restarts"] == 1 and s["state"] == "ready" and s,
             400,
             "the supervisor to restart the engine",
@@ -65,7 +48,7 @@ def test_crashed_engine_is_restarted_and_a_killed_gateway_takes_it_along(tmp_pat
 
         gateway.kill()  # SIGKILL: no clean-up code runs in the gateway
         gateway.wait()
-        wait(lambda: not alive(second["pid"]), 30, "the orphaned engine to exit")
+        wait_for(lambda: not pid_alive(second["pid"]), 30, "the orphaned engine to exit")
     finally:
         if gateway.poll() is None:
             gateway.send_signal(signal.SIGTERM)

@@ -100,3 +100,20 @@ def m001_initial(db: Database) -> None:
         },
         pk="id",
     )
+
+
+@migrations()
+def m003_promotions(db: Database) -> None:
+    """Every change of the `live` alias, so a rollback knows what was live before."""
+    db["promotions"].create(
+        {
+            "id": int,
+            "engine_name": str,  # the version made live; null: the base model
+            "previous": str,  # the version live before; null: the base model
+            "kind": str,  # promote | rollback
+            "reason": str,
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["adapters"].create_index(["status"])

@@ -217,6 +217,59 @@ class Store:
         with self._lock:
             return list(self.db["adapters"].rows_where(where, order_by="id"))
 
+    def adapter(self, engine_name: str) -> dict[str, Any] | None:
+        with self._lock:
+            rows = list(self.db["adapters"].rows_where("engine_name = ?", [engine_name]))
+        return rows[0] if rows else None
+
+    def live_adapter(self) -> dict[str, Any] | None:
+        """The one adapter version behind the `live` alias; None means the base model is live."""
+        with self._lock:
+            rows = list(self.db["adapters"].rows_where("status = 'live'", order_by="id desc"))
+        return rows[0] if rows else None
+
+    def promote_adapter(
+        self, engine_name: str | None, kind: str = "promote", reason: str | None = None
+    ) -> str | None:
+        """Make `engine_name` (None: the base model) live in one transaction; return the old live.
+
+        The previous live version stays loaded as a candidate, so a rollback is instant.
+        """
+        with self._tx() as db:
+            previous = self.live_adapter()
+            previous_name = previous["engine_name"] if previous else None
+            if previous_name:
+                self.set_adapter_status(previous_name, "candidate")
+            if engine_name:
+                self.set_adapter_status(engine_name, "live")
+            db["promotions"].insert(
+                {
+                    "engine_name": engine_name,
+                    "previous": previous_name,
+                    "kind": kind,
+                    "reason": reason,
+                    "created_at": now(),
+                }
+            )
+        return previous_name
+
+    def promotion_that_made_live(self, engine_name: str) -> dict[str, Any] | None:
+        """The last real promotion of a version (a rollback restores, it does not promote)."""
+        with self._lock:
+            rows = list(
+                self.db["promotions"].rows_where(
+                    "engine_name = ? and kind = 'promote'",
+                    [engine_name],
+                    order_by="id desc",
+                    limit=1,
+                )
+            )
+        return rows[0] if rows else None
+
+    def promotions(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.db["promotions"].rows_where(order_by="id"))
+
     # -- training jobs ---------------------------------------------------------------------
 
     def create_job(self, method: str, config: dict[str, Any], log_path: str | None = None) -> int:

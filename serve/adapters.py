@@ -1,84 +1,30 @@
-"""The adapter registry: validate a LoRA folder, keep a managed copy, load it into the engine.
+"""The adapter registry: versions, the `live` alias, and what the engine has loaded.
 
-Rules from FACTS.md: every version gets its own engine name (`name@3`), since reloading new
-weights under an old name can serve stale prefix-cache entries; vLLM's LoRA does not support
-DoRA, `modules_to_save` or resized embeddings, and the rank must fit `--max-lora-rank`, so
-such folders are refused before the engine ever sees them; loads are serialised, and a probe
-request proves the engine can answer with the adapter before it is reported as loaded.
+Every version gets its own engine name (`name@3`): reloading new weights under an old name can
+serve stale prefix-cache entries (vLLM #42125). Loads and unloads are serialised (vLLM #13698),
+and a probe request proves that the engine answers with an adapter before it counts as loaded.
+Names are resolved from an in-memory table rebuilt after each change, never from SQLite per
+request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from safetensors import safe_open
 
 from feedback import Store
-from serve.errors import AdapterRejected, EngineUnavailable, UnknownModel
+from serve.adapter_checks import WEIGHTS_FILE, base_module_names, sha256_file, validate_adapter
+from serve.errors import AdapterRejected, Conflict, EngineUnavailable, UnknownModel
 
 log = logging.getLogger("flywheel.adapters")
 
-WEIGHTS_FILE = "adapter_model.safetensors"
-CONFIG_FILE = "adapter_config.json"
-BASE_ALIASES = ("base",)
-
-
-def validate_adapter(path: Path, base_model: str, max_rank: int) -> dict[str, Any]:
-    """Return the adapter config, or raise `AdapterRejected` naming the problem and the fix."""
-    if not path.is_dir():
-        raise AdapterRejected(f"{path} is not a folder; give the folder that holds {CONFIG_FILE}")
-    try:
-        config = json.loads((path / CONFIG_FILE).read_text())
-    except FileNotFoundError:
-        raise AdapterRejected(
-            f"{path} has no {CONFIG_FILE}: is it a PEFT adapter folder?"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise AdapterRejected(f"{path / CONFIG_FILE} is not valid JSON: {exc}") from None
-    if config.get("peft_type") != "LORA":
-        raise AdapterRejected(f"only LoRA adapters are served, this is {config.get('peft_type')}")
-    if config.get("use_dora"):
-        raise AdapterRejected("DoRA adapters are not supported by vLLM; train with use_dora=False")
-    if config.get("modules_to_save"):
-        raise AdapterRejected(
-            "modules_to_save is not supported by vLLM; train without fully-trained modules"
-        )
-    rank = int(config.get("r") or 0)
-    if not 0 < rank <= max_rank:
-        raise AdapterRejected(
-            f"LoRA rank {rank} is outside 1..{max_rank} (the engine's --max-lora-rank)"
-        )
-    declared = str(config.get("base_model_name_or_path") or "")
-    if declared and Path(declared).name != Path(base_model).name:
-        raise AdapterRejected(
-            f"adapter was trained on {declared!r}, the engine serves {base_model!r}"
-        )
-    weights = path / WEIGHTS_FILE
-    if not weights.is_file():
-        raise AdapterRejected(f"{path} has no {WEIGHTS_FILE} (pickled .bin weights are refused)")
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            names = list(f.keys())
-    except Exception as exc:
-        raise AdapterRejected(f"{weights} cannot be read as safetensors: {exc}") from None
-    if any("embed_tokens" in n or "lm_head" in n for n in names):
-        raise AdapterRejected("adapters that change embeddings or lm_head are not supported")
-    return config
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+BASE_ALIAS, LIVE_ALIAS = "base", "live"
 
 
 class AdapterRegistry:
@@ -92,114 +38,212 @@ class AdapterRegistry:
         base_model: str,
         max_rank: int,
         engine_url: str | None = None,
+        on_load: Callable[[str], None] | None = None,
     ):
         self.store = store
+        self.on_load = on_load  # called with "ok" or "failed" after every load attempt
         self.root = root
         self.base_name = base_name
         self.base_model = base_model
         self.max_rank = max_rank
         self.engine_url = engine_url
         self.loaded: set[str] = set()
-        self._lock = asyncio.Lock()  # one load/unload at a time (vLLM issue #13698)
+        self._engine_lock = asyncio.Lock()  # one load/unload at a time
+        self._change_lock = asyncio.Lock()  # one registration/promotion at a time
+        self._base_modules: set[str] | None = None
+        self._routes: dict[str, str] = {}
+        self.refresh()
 
     # -- names -----------------------------------------------------------------------------
 
+    def refresh(self) -> None:
+        """Rebuild the name table from the store (after every change the registry makes)."""
+        rows = self.store.adapters()
+        live = self.store.live_adapter()
+        routes = {self.base_name: self.base_name, BASE_ALIAS: self.base_name}
+        for row in rows:  # oldest first: a name ends up at its newest version ...
+            routes[row["engine_name"]] = row["engine_name"]
+            routes[row["name"]] = row["engine_name"]
+        if live:  # ... unless one of its versions is live
+            routes[live["name"]] = live["engine_name"]
+        routes[LIVE_ALIAS] = live["engine_name"] if live else self.base_name
+        self._routes = routes
+
     def resolve(self, model: str) -> str:
         """Map a requested model name to the engine's name for it."""
-        if model == self.base_name or model in BASE_ALIASES:
-            return self.base_name
-        rows = self.store.adapters()
-        if model == "live":
-            live = [r for r in rows if r["status"] == "live"]
-            return live[-1]["engine_name"] if live else self.base_name
-        by_engine_name = {r["engine_name"]: r for r in rows}
-        if model in by_engine_name:
-            return model
-        versions = [r for r in rows if r["name"] == model]
-        if versions:
-            live = [r for r in versions if r["status"] == "live"]
-            return (live or versions)[-1]["engine_name"]
-        known = [self.base_name, *sorted({r["name"] for r in rows})]
-        raise UnknownModel(
-            f"the model {model!r} does not exist; available: {', '.join(known)}", param="model"
-        )
+        try:
+            return self._routes[model]
+        except KeyError:
+            names = sorted({n for n in self._routes if "@" not in n} - {self.base_name})
+            raise UnknownModel(
+                f"the model {model!r} does not exist; available: "
+                f"{', '.join([self.base_name, *names])}",
+                param="model",
+            ) from None
 
     def model_cards(self, created: int) -> list[dict[str, Any]]:
-        """Extra `/v1/models` entries: each adapter by its plain name, pointing at its version."""
-        cards, seen = [], set()
-        for row in reversed(self.store.adapters()):
-            if row["name"] in seen:
-                continue
-            seen.add(row["name"])
-            cards.append(
-                {
-                    "id": row["name"],
-                    "object": "model",
-                    "created": created,
-                    "owned_by": "flywheel",
-                    "root": self.resolve(row["name"]),
-                    "parent": self.base_name,
-                }
-            )
-        return cards
+        """`/v1/models` entries for aliases and adapter names, each pointing at its version."""
+        return [
+            {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "flywheel",
+                "root": target,
+                "parent": None if target == self.base_name else self.base_name,
+            }
+            for name, target in self._routes.items()
+            if name != self.base_name and "@" not in name
+        ]
 
     # -- registration ----------------------------------------------------------------------
 
-    async def register(self, name: str, source: Path, **lineage: Any) -> dict[str, Any]:
-        """Validate, copy into the managed store, load into the engine, record as candidate."""
-        source = source.resolve()
-        config = validate_adapter(source, self.base_model, self.max_rank)
-        version = self.store.next_adapter_version(name)
-        engine_name = f"{name}@{version}"
-        target = self.root / name / f"v{version}"
-        if target.exists():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.with_name(target.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(source, staging)
-        staging.rename(target)
-        try:
-            if self.engine_url:
-                await self.load(engine_name, target)
-        except Exception:
+    def _managed_copy(self, source: Path, digest: str) -> Path:
+        """Content-addressed copy: the same weights are stored once, whatever their name."""
+        target = self.root / "sha256" / digest
+        if not (target / WEIGHTS_FILE).is_file():
+            staging = target.with_name(digest + ".tmp")
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(source, staging, symlinks=False)
             shutil.rmtree(target, ignore_errors=True)
-            raise
-        row = {
-            "name": name,
-            "version": version,
-            "engine_name": engine_name,
-            "base_model": self.base_name,
-            "path": str(target),
-            "sha256": sha256_file(target / WEIGHTS_FILE),
-            "status": "candidate",
-            "hyperparameters": {"r": config.get("r"), "lora_alpha": config.get("lora_alpha")},
-            **lineage,
-        }
-        stored = self.store.add_adapter(row)
-        log.info("registered adapter %s from %s", engine_name, source)
+            staging.rename(target)
+        return target
+
+    async def register(self, name: str, source: Path, **lineage: Any) -> dict[str, Any]:
+        """Validate, copy into the managed store, load into the engine, record as candidate.
+
+        Registering the same weights under the same name again returns the existing version.
+        """
+        source = Path(source)
+        if self._base_modules is None:
+            self._base_modules = await asyncio.to_thread(base_module_names, self.base_model)
+        config = validate_adapter(source, self.base_model, self.max_rank, self._base_modules)
+        digest = await asyncio.to_thread(sha256_file, source / WEIGHTS_FILE)
+        async with self._change_lock:
+            for row in self.store.adapters():
+                if row["name"] == name and row["sha256"] == digest:
+                    return row
+            path = await asyncio.to_thread(self._managed_copy, source, digest)
+            version = self.store.next_adapter_version(name)
+            engine_name = f"{name}@{version}"
+            if self.engine_url:
+                await self.load(engine_name, path)
+            row = {
+                "name": name,
+                "version": version,
+                "engine_name": engine_name,
+                "base_model": self.base_name,
+                "path": str(path),
+                "sha256": digest,
+                "status": "candidate",
+                "hyperparameters": {"r": config.get("r"), "lora_alpha": config.get("lora_alpha")},
+                **lineage,
+            }
+            stored = self.store.add_adapter(row)
+            self.refresh()
+        log.info("registered %s from %s", engine_name, source)
         return stored
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _versions(self, name: str) -> list[dict[str, Any]]:
+        if "@" in name:
+            row = self.store.adapter(name)
+            return [row] if row and row["status"] != "retired" else []
+        return [r for r in self.store.adapters() if r["name"] == name]
+
+    async def promote(self, name: str, version: int | None = None) -> dict[str, Any]:
+        """Point `live` (and the adapter's name) at one version, atomically."""
+        async with self._change_lock:
+            versions = self._versions(f"{name}@{version}" if version else name)
+            if not versions:
+                raise UnknownModel(f"no adapter {name!r} to promote", param="name")
+            target = versions[-1]
+            if self.engine_url and target["engine_name"] not in self.loaded:
+                raise Conflict(f"{target['engine_name']} is not loaded in the engine; re-register")
+            previous = self.store.promote_adapter(target["engine_name"])
+            self.refresh()
+        log.info("promoted %s (was %s)", target["engine_name"], previous or self.base_name)
+        return {"live": target["engine_name"], "previous": previous or self.base_name}
+
+    async def rollback(self, name: str) -> dict[str, Any]:
+        """Return `live` to the version live before the current one, and retire the current."""
+        async with self._change_lock:
+            current = self.store.live_adapter()
+            if current is None or current["name"] != name:
+                live = current["engine_name"] if current else self.base_name
+                raise Conflict(f"{name!r} is not live (live is {live}); nothing to roll back")
+            promotion = self.store.promotion_that_made_live(current["engine_name"])
+            previous = promotion["previous"] if promotion else None
+            if previous and (self.store.adapter(previous) or {}).get("status") == "retired":
+                raise Conflict(f"the previous live version {previous} was deleted; promote one")
+            self.store.promote_adapter(
+                previous, kind="rollback", reason=f"rollback of {current['engine_name']}"
+            )
+            self.store.set_adapter_status(current["engine_name"], "retired")
+            self.refresh()
+        await self.unload(current["engine_name"])
+        return {"live": previous or self.base_name, "retired": current["engine_name"]}
+
+    async def delete(self, name: str) -> list[str]:
+        """Retire an adapter (all its versions, or `name@N`) and unload it from the engine."""
+        async with self._change_lock:
+            versions = self._versions(name)
+            if not versions:
+                raise UnknownModel(f"no adapter {name!r}", param="name")
+            live = [r["engine_name"] for r in versions if r["status"] == "live"]
+            if live:
+                raise Conflict(f"{live[0]} is live; promote another version or roll back first")
+            for row in versions:
+                self.store.set_adapter_status(row["engine_name"], "retired")
+            self.refresh()
+        for row in versions:
+            await self.unload(row["engine_name"])
+        return [row["engine_name"] for row in versions]
+
+    # -- the engine ------------------------------------------------------------------------
 
     async def load(self, engine_name: str, path: Path) -> None:
         """Load into the engine, then probe: an adapter counts as loaded only once it answers."""
-        async with self._lock, httpx.AsyncClient(base_url=self.engine_url, timeout=120) as client:
+        try:
+            await self._load(engine_name, path)
+        except Exception:
+            if self.on_load:
+                self.on_load("failed")
+            raise
+        if self.on_load:
+            self.on_load("ok")
+        self.loaded.add(engine_name)
+
+    async def _load(self, engine_name: str, path: Path) -> None:
+        async with self._engine_lock, httpx.AsyncClient(base_url=self.engine_url, timeout=120) as c:
             try:
-                resp = await client.post(
+                resp = await c.post(
                     "/v1/load_lora_adapter", json={"lora_name": engine_name, "lora_path": str(path)}
                 )
+                if resp.status_code != 200 and "already been loaded" not in resp.text:
+                    raise AdapterRejected(f"the engine refused {engine_name}: {resp.text[:500]}")
+                probe = await c.post(
+                    "/v1/completions", json={"model": engine_name, "prompt": "Hi", "max_tokens": 1}
+                )
+                if probe.status_code != 200:
+                    await c.post("/v1/unload_lora_adapter", json={"lora_name": engine_name})
+                    msg = f"{engine_name} loaded but cannot answer: {probe.text[:500]}"
+                    raise AdapterRejected(msg)
             except httpx.HTTPError as exc:
                 msg = f"engine unreachable while loading {engine_name}: {exc}"
                 raise EngineUnavailable(msg) from exc
-            if resp.status_code != 200 and "already been loaded" not in resp.text:
-                raise AdapterRejected(f"the engine refused {engine_name}: {resp.text[:500]}")
-            probe = await client.post(
-                "/v1/completions",
-                json={"model": engine_name, "prompt": "Hello", "max_tokens": 1},
-            )
-            if probe.status_code != 200:
-                await client.post("/v1/unload_lora_adapter", json={"lora_name": engine_name})
-                raise AdapterRejected(f"{engine_name} loaded but cannot answer: {probe.text[:500]}")
-        self.loaded.add(engine_name)
+
+    async def unload(self, engine_name: str) -> None:
+        """Best effort: a retired adapter is never routed to, even if the engine keeps it."""
+        self.loaded.discard(engine_name)
+        if not self.engine_url:
+            return
+        async with self._engine_lock, httpx.AsyncClient(base_url=self.engine_url, timeout=60) as c:
+            try:
+                await c.post("/v1/unload_lora_adapter", json={"lora_name": engine_name})
+            except httpx.HTTPError as exc:
+                log.warning("could not unload %s: %s", engine_name, exc)
 
     async def load_all(self) -> None:
         """After the engine (re)starts: it keeps no adapters, so load every registered one."""

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from serve.adapters_cli import add_adapters_parser
 from serve.config import Settings, add_data_dir_argument
 from serve.default_model import DEFAULT_MODEL_NAME, default_model_dir, prepare
 
@@ -67,7 +68,9 @@ def make_parser() -> argparse.ArgumentParser:
         prog="flywheel",
         description="Chat with a model, rate answers, train LoRA adapters, serve and compare them.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to run"
+    )
 
     up = sub.add_parser("up", help="start the engine, the gateway and the UI")
     up.add_argument("--model", help="HF model folder or hub id (default: SmolLM2-135M-Instruct)")
@@ -98,6 +101,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     add_train_arguments(train)
     train.set_defaults(func=cmd_train)
+
+    add_adapters_parser(sub)
 
     test = sub.add_parser("test", help="run the test suite (pytest arguments pass through)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments for pytest")

@@ -42,6 +42,12 @@ class NotFound(APIError):
     status, type, code = 404, "invalid_request_error", "not_found"
 
 
+class Conflict(APIError):
+    """The request is valid but the current state forbids it (e.g. deleting the live adapter)."""
+
+    status, type, code = 409, "invalid_request_error", "conflict"
+
+
 class AdapterRejected(APIError):
     """A LoRA folder that must not reach the engine (validated before any load)."""
 

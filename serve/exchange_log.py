@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,18 +32,30 @@ class RequestInfo:
 
     @property
     def params(self) -> dict[str, Any]:
-        return {k: v for k, v in self.body.items() if k not in ("messages", "model", "stream")}
+        skip = ("messages", "prompt", "model", "stream")
+        return {k: v for k, v in self.body.items() if k not in skip}
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """Chat messages; a plain completion's prompt is kept as one `prompt` turn."""
+        if "messages" in self.body:
+            return self.body["messages"]
+        return [{"role": "prompt", "content": self.body.get("prompt")}]
+
+
+def _choice_text(choice: dict[str, Any], key: str) -> str:
+    """Chat carries text in `message`/`delta`, plain completions in `text`."""
+    return (choice.get(key) or {}).get("content") or choice.get("text") or ""
 
 
 def exchange_from_response(info: RequestInfo, data: dict[str, Any]) -> Exchange | None:
     choices = data.get("choices") or [{}]
-    message = choices[0].get("message") or {}
     return Exchange(
         id=data["id"],
         model=info.model,
         engine_model=info.engine_model,
-        messages=info.body.get("messages", []),
-        completion=message.get("content") or "",
+        messages=info.messages,
+        completion=_choice_text(choices[0], "message"),
         params=info.params,
         usage=data.get("usage"),
         finish_reason=choices[0].get("finish_reason"),
@@ -66,7 +79,7 @@ def exchange_from_stream(info: RequestInfo, chunks: list[bytes], ended: float) -
         for choice in event.get("choices") or []:
             if choice.get("index", 0) != 0:
                 continue
-            parts.append((choice.get("delta") or {}).get("content") or "")
+            parts.append(_choice_text(choice, "delta"))
             finish = choice.get("finish_reason") or finish
     if completion_id is None:
         return None
@@ -74,7 +87,7 @@ def exchange_from_stream(info: RequestInfo, chunks: list[bytes], ended: float) -
         id=completion_id,
         model=info.model,
         engine_model=info.engine_model,
-        messages=info.body.get("messages", []),
+        messages=info.messages,
         completion="".join(parts),
         params=info.params,
         usage=usage,
@@ -87,8 +100,14 @@ def exchange_from_stream(info: RequestInfo, chunks: list[bytes], ended: float) -
 class ExchangeLogger:
     """Bounded queue drained in batches into the store by a background task."""
 
-    def __init__(self, store: Store, maxsize: int = 10_000):
+    def __init__(
+        self,
+        store: Store,
+        maxsize: int = 10_000,
+        on_logged: Callable[[Exchange], None] | None = None,
+    ):
         self.store = store
+        self.on_logged = on_logged  # e.g. token counters, fed off the hot path
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
         self._task: asyncio.Task | None = None
 
@@ -115,6 +134,9 @@ class ExchangeLogger:
             if exchange is not None:
                 exchanges.append(exchange)
         self.store.log_exchanges(exchanges)
+        if self.on_logged:
+            for exchange in exchanges:
+                self.on_logged(exchange)
 
     async def _drain(self) -> None:
         while True:

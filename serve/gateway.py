@@ -28,6 +28,7 @@ from serve.engine import Engine, EngineFailed
 from serve.errors import NotFound, install_error_handlers
 from serve.exchange_log import ExchangeLogger
 from serve.json_body import JsonBodies
+from serve.metrics import GatewayMetrics, MetricsMiddleware
 from serve.routes import adapters, feedback, health, openai
 from serve.services import Services
 
@@ -37,6 +38,7 @@ log = logging.getLogger("flywheel.gateway")
 def build_services(settings: Settings, engine: Engine | None = None) -> Services:
     store = Store(settings.db_path)
     engine = engine or Engine(settings)
+    metrics = GatewayMetrics()
     registry = AdapterRegistry(
         store,
         root=settings.adapters_dir,
@@ -44,13 +46,16 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         base_model=settings.model,
         max_rank=settings.max_lora_rank,
         engine_url=engine.url,
+        on_load=lambda result: metrics.adapter_loads.labels(result).inc(),
     )
     http = httpx.AsyncClient(
         base_url=engine.url,
         timeout=httpx.Timeout(connect=5, read=None, write=30, pool=None),
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
     )
-    return Services(settings, store, engine, registry, ExchangeLogger(store), http)
+    exchange_log = ExchangeLogger(store, on_logged=metrics.count_exchange)
+    metrics.watch_queue(exchange_log.queue.qsize)
+    return Services(settings, store, engine, registry, exchange_log, http, metrics)
 
 
 def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
@@ -71,6 +76,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     )
     app.state.services = services
     app.add_middleware(JsonBodies)
+    app.add_middleware(MetricsMiddleware, metrics=services.metrics)  # outermost: sees all
     install_error_handlers(app)
     for module in (openai, feedback, adapters, health):
         app.include_router(module.router)

@@ -57,3 +57,13 @@ class AdapterInfo(BaseModel):
     job_id: int | None = None
     dataset_hash: str | None = None
     created_at: str
+
+
+class PromoteRequest(FlywheelModel):
+    version: int | None = Field(default=None, ge=1, description="default: the newest version")
+
+
+class RegistryChange(BaseModel):
+    live: str | None = None
+    previous: str | None = None
+    retired: str | list[str] | None = None

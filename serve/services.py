@@ -13,6 +13,7 @@ from serve.adapters import AdapterRegistry
 from serve.config import Settings
 from serve.engine import Engine
 from serve.exchange_log import ExchangeLogger
+from serve.metrics import GatewayMetrics
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Services:
     registry: AdapterRegistry
     exchange_log: ExchangeLogger
     http: httpx.AsyncClient  # pooled connections to the engine
+    metrics: GatewayMetrics
 
 
 def get_services(request: Request) -> Services:

@@ -15,11 +15,10 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-import httpx
-
 from feedback import Store
 from feedback.datasets import dpo_pairs, snapshot_hash
 from serve.config import add_data_dir_argument
+from serve.gateway_client import GatewayUnreachable, add_gateway_arguments, call
 from train.dpo import DpoParams, train_dpo
 
 NO_PAIRS = (
@@ -39,11 +38,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="adapter name (default: dpo-jobN)")
     parser.add_argument("--model", help="base model folder (default: SmolLM2-135M-Instruct)")
     add_data_dir_argument(parser)
-    parser.add_argument(
-        "--gateway",
-        default="http://127.0.0.1:8000",
-        help="running gateway to hot-load the adapter into (default: %(default)s)",
-    )
+    add_gateway_arguments(parser)
     for f in fields(DpoParams):
         flag = "--" + f.name.replace("_", "-")
         parser.add_argument(
@@ -67,8 +62,8 @@ def _code_revision() -> str | None:
 def _register(args, base_name: str, model_path: str, payload: dict) -> dict:
     """Hand the adapter to the running gateway; with none running, record it for the next `up`."""
     try:
-        resp = httpx.post(f"{args.gateway}/v1/adapters", json=payload, timeout=300)
-    except httpx.ConnectError:
+        return call(args, "POST", "/v1/adapters", payload)
+    except GatewayUnreachable:
         from serve.adapters import AdapterRegistry
 
         say(f"no gateway at {args.gateway}; registering offline (served at the next `flywheel up`)")
@@ -81,13 +76,6 @@ def _register(args, base_name: str, model_path: str, payload: dict) -> dict:
         )
         lineage = {k: v for k, v in payload.items() if k not in ("name", "path")}
         return asyncio.run(registry.register(payload["name"], Path(payload["path"]), **lineage))
-    if resp.status_code != 201:
-        try:
-            message = resp.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = resp.text
-        raise RuntimeError(f"the gateway refused the adapter: {message}")
-    return resp.json()
 
 
 def run_train(args: argparse.Namespace, model_path: str, base_name: str) -> int:

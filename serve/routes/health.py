@@ -1,9 +1,10 @@
-"""Liveness with the engine's state: 200 when requests can be served, 503 otherwise."""
+"""Liveness with the engine's state, and Prometheus metrics."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from serve.services import ServicesDep
 
@@ -21,3 +22,10 @@ async def health(services: ServicesDep) -> JSONResponse:
         "exchange_log_queue": services.exchange_log.queue.qsize(),
     }
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/metrics")
+async def metrics(services: ServicesDep) -> Response:
+    """Prometheus text: requests, latency, tokens, per-model counts, adapter loads, log queue."""
+    services.metrics.engine_up.set(1 if await services.engine.healthy() else 0)
+    return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

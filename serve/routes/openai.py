@@ -55,19 +55,32 @@ def engine_down(services: Services, exc: Exception) -> EngineUnavailable:
 @router.post("/chat/completions")
 async def chat_completions(request: Request, services: ServicesDep) -> Response:
     body = await read_json_object(request)
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest("`model` is required: a model name from /v1/models", param="model")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("`messages` must be a non-empty list", param="messages")
+    return await relay(services, "/v1/chat/completions", body)
+
+
+@router.post("/completions")
+async def completions(request: Request, services: ServicesDep) -> Response:
+    body = await read_json_object(request)
+    if body.get("prompt") in (None, "", []):
+        raise BadRequest("`prompt` is required", param="prompt")
+    return await relay(services, "/v1/completions", body)
+
+
+async def relay(services: Services, path: str, body: dict[str, Any]) -> Response:
+    """Send the request on with the engine's model name; log the exchange off the hot path."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("`model` is required: a model name from /v1/models", param="model")
     engine_model = services.registry.resolve(model)
     info = RequestInfo(model=model, engine_model=engine_model, body=body)
     upstream = {**body, "model": engine_model}
     if body.get("stream"):
-        return await _relay_stream(services, info, upstream)
+        return await _relay_stream(services, path, info, upstream)
     try:
-        resp = await services.http.post("/v1/chat/completions", json=upstream)
+        resp = await services.http.post(path, json=upstream)
     except httpx.HTTPError as exc:
         raise engine_down(services, exc) from exc
     if resp.status_code != 200:
@@ -77,8 +90,10 @@ async def chat_completions(request: Request, services: ServicesDep) -> Response:
     return JSONResponse(data)
 
 
-async def _relay_stream(services: Services, info: RequestInfo, upstream: dict) -> Response:
-    request = services.http.build_request("POST", "/v1/chat/completions", json=upstream)
+async def _relay_stream(
+    services: Services, path: str, info: RequestInfo, upstream: dict
+) -> Response:
+    request = services.http.build_request("POST", path, json=upstream)
     try:
         resp = await services.http.send(request, stream=True)
     except httpx.HTTPError as exc:

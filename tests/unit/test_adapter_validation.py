@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from serve.adapters import validate_adapter
+from serve.adapter_checks import validate_adapter
 from serve.errors import AdapterRejected
 
 BASE = "/models/SmolLM2-135M-Instruct"

@@ -1,5 +1,6 @@
 """Every command explains itself (`--help`), and set-up mistakes give one-line answers."""
 
+import argparse
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("command", ["up", "train", "test"])
+@pytest.mark.parametrize("command", ["up", "train", "test", "adapters"])
 def test_every_command_has_help(command):
     result = run(command, "--help")
     assert result.returncode == 0
@@ -25,11 +26,19 @@ def test_every_command_has_help(command):
     )
 
 
+def _parsers(parser, path="flywheel"):
+    """Every parser and sub-parser, with the command line that reaches it."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _parsers(child, f"{path} {name}")
+
+
 def test_every_option_has_help():
-    sub = make_parser()._subparsers._group_actions[0]
-    for name, parser in sub.choices.items():
+    for path, parser in _parsers(make_parser()):
         for action in parser._actions:
-            assert action.help, f"flywheel {name} {action.option_strings} has no help"
+            assert action.help, f"{path} {action.option_strings or action.dest} has no help"
 
 
 def test_train_without_judgements_says_what_to_do(tmp_path):

@@ -42,12 +42,12 @@ def test_retired_versions_are_not_served(registry):
 
 
 def test_unknown_model_lists_what_exists(registry):
-    with pytest.raises(UnknownModel, match="Base-1, new, tone"):
+    with pytest.raises(UnknownModel, match="Base-1, base, live, new, tone"):
         registry.resolve("gpt-5")
 
 
 def test_models_list_shows_each_adapter_by_name(registry):
     cards = {c["id"]: c for c in registry.model_cards(created=0)}
-    assert set(cards) == {"tone", "new"}
+    assert set(cards) == {"base", "live", "tone", "new"}
     assert cards["tone"]["root"] == "tone@2"
     assert cards["tone"]["parent"] == "Base-1"

@@ -5,7 +5,7 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from serve.adapters import validate_adapter
+from serve.adapter_checks import validate_adapter
 from train.dpo import DpoParams, train_dpo
 
 PAIRS = [

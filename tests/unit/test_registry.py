@@ -1,0 +1,132 @@
+"""Adapter lifecycle without an engine: versions, managed copies, promote, rollback, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from feedback import Store
+from serve.adapters import AdapterRegistry
+from serve.errors import AdapterRejected, Conflict, UnknownModel
+
+BASE = "Base-1"
+
+
+def make_adapter(path: Path, seed: int = 0, targets=("q_proj",)) -> Path:
+    path.mkdir(parents=True)
+    config = {"peft_type": "LORA", "r": 8, "base_model_name_or_path": f"/m/{BASE}",
+              "target_modules": list(targets)}  # fmt: skip
+    (path / "adapter_config.json").write_text(json.dumps(config))
+    torch.manual_seed(seed)
+    weights = {"base_model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.randn(8, 16)}
+    save_file(weights, str(path / "adapter_model.safetensors"))
+    return path
+
+
+@pytest.fixture
+def registry(tmp_path) -> AdapterRegistry:
+    return AdapterRegistry(Store(None), tmp_path / "managed", BASE, f"/m/{BASE}", max_rank=16)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_versions_are_numbered_per_name_and_copied_by_content(registry, tmp_path):
+    one = run(registry.register("tone", make_adapter(tmp_path / "a", seed=1)))
+    two = run(registry.register("tone", make_adapter(tmp_path / "b", seed=2)))
+    assert (one["engine_name"], two["engine_name"]) == ("tone@1", "tone@2")
+    assert Path(one["path"]).name == one["sha256"] and Path(one["path"]).is_relative_to(
+        tmp_path / "managed"
+    )
+    assert registry.resolve("tone") == "tone@2"  # newest, as nothing is live
+
+
+def test_registering_the_same_weights_again_is_idempotent(registry, tmp_path):
+    first = run(registry.register("tone", make_adapter(tmp_path / "a")))
+    again = run(registry.register("tone", make_adapter(tmp_path / "copy")))
+    assert again["id"] == first["id"]
+    other = run(registry.register("other", make_adapter(tmp_path / "copy2")))
+    assert other["path"] == first["path"]  # same bytes stored once
+
+
+def test_promote_moves_live_and_the_name(registry, tmp_path):
+    run(registry.register("tone", make_adapter(tmp_path / "a", seed=1)))
+    run(registry.register("tone", make_adapter(tmp_path / "b", seed=2)))
+    assert registry.resolve("live") == BASE
+    change = run(registry.promote("tone", version=1))
+    assert change == {"live": "tone@1", "previous": BASE}
+    assert registry.resolve("live") == "tone@1"
+    assert registry.resolve("tone") == "tone@1"  # the live version, though @2 is newer
+    run(registry.promote("tone"))
+    assert registry.resolve("live") == "tone@2"
+    statuses = {r["engine_name"]: r["status"] for r in registry.store.adapters()}
+    assert statuses == {"tone@1": "candidate", "tone@2": "live"}
+
+
+def test_rollback_restores_the_previous_live_and_retires_the_current(registry, tmp_path):
+    run(registry.register("tone", make_adapter(tmp_path / "a", seed=1)))
+    run(registry.register("tone", make_adapter(tmp_path / "b", seed=2)))
+    run(registry.promote("tone", 1))
+    run(registry.promote("tone", 2))
+    assert run(registry.rollback("tone")) == {"live": "tone@1", "retired": "tone@2"}
+    assert registry.resolve("live") == "tone@1"
+    with pytest.raises(UnknownModel):
+        registry.resolve("tone@2")
+    assert run(registry.rollback("tone")) == {"live": BASE, "retired": "tone@1"}
+    assert registry.resolve("live") == BASE
+
+
+def test_rollback_of_an_adapter_that_is_not_live_is_refused(registry, tmp_path):
+    run(registry.register("tone", make_adapter(tmp_path / "a")))
+    with pytest.raises(Conflict, match="not live"):
+        run(registry.rollback("tone"))
+
+
+def test_the_live_adapter_cannot_be_deleted_but_a_candidate_can(registry, tmp_path):
+    run(registry.register("tone", make_adapter(tmp_path / "a", seed=1)))
+    run(registry.register("tone", make_adapter(tmp_path / "b", seed=2)))
+    run(registry.promote("tone", 1))
+    with pytest.raises(Conflict, match="tone@1 is live"):
+        run(registry.delete("tone"))
+    assert run(registry.delete("tone@2")) == ["tone@2"]
+    assert registry.resolve("tone") == "tone@1"
+    with pytest.raises(UnknownModel):
+        run(registry.delete("nothing"))
+
+
+def test_aliases_and_names_are_listed_as_models(registry, tmp_path):
+    run(registry.register("tone", make_adapter(tmp_path / "a")))
+    run(registry.promote("tone"))
+    cards = {c["id"]: c for c in registry.model_cards(created=0)}
+    assert cards["base"]["root"] == BASE and cards["base"]["parent"] is None
+    assert cards["live"]["root"] == "tone@1" and cards["live"]["parent"] == BASE
+    assert cards["tone"]["root"] == "tone@1"
+
+
+def test_a_rejected_adapter_leaves_nothing_behind(registry, tmp_path):
+    bad = make_adapter(tmp_path / "bad")
+    (bad / "adapter_model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(AdapterRejected):
+        run(registry.register("tone", bad))
+    assert registry.store.adapters() == []
+    assert not (tmp_path / "managed").exists()
+
+
+def test_symlinks_and_unknown_target_modules_are_refused(tmp_path):
+    base = tmp_path / BASE
+    base.mkdir()
+    save_file({"model.layers.0.self_attn.q_proj.weight": torch.zeros(2, 2)},
+              str(base / "model.safetensors"))  # fmt: skip
+    registry = AdapterRegistry(Store(None), tmp_path / "managed", BASE, str(base), max_rank=16)
+    with pytest.raises(AdapterRejected, match="do not exist"):
+        run(registry.register("x", make_adapter(tmp_path / "t", targets=("q_proj", "mlp_x"))))
+    linked = make_adapter(tmp_path / "l")
+    (linked / "secret").symlink_to("/etc/passwd")
+    with pytest.raises(AdapterRejected, match="symbolic link"):
+        run(registry.register("x", linked))

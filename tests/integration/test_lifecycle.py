@@ -10,6 +10,7 @@ import sys
 import httpx
 import pytest
 
+from feedback import Store
 from serve.engine import free_port
 from tests.polling import pid_alive, wait_for
 
@@ -23,7 +24,9 @@ def engine_state(url: str) -> dict | None:
         return None
 
 
-def test_crashed_engine_is_restarted_and_a_killed_gateway_takes_it_along(tmp_path):
+def test_crashed_engine_is_restarted_and_a_killed_gateway_takes_it_along(
+    tmp_path, stack, trained_adapter
+):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with open(tmp_path / "up.log", "wb") as log:
@@ -36,6 +39,11 @@ def test_crashed_engine_is_restarted_and_a_killed_gateway_takes_it_along(tmp_pat
         first = wait_for(
             lambda: (s := engine_state(url)) and s["state"] == "ready" and s, 400, "the stack"
         )
+        assert trained_adapter.result.returncode == 0
+        folder = Store(stack.data_dir / "flywheel.db").adapter(f"{trained_adapter.name}@1")["path"]
+        added = httpx.post(f"{url}/v1/adapters", json={"name": "kept", "path": folder}, timeout=120)
+        assert added.status_code == 201, added.text
+
         os.kill(first["pid"], signal.SIGKILL)  # the engine crashes
         second = wait_for(
             lambda: (s := engine_state(url)) and s["restarts"] == 1 and s["state"] == "ready" and s,
@@ -43,8 +51,9 @@ def test_crashed_engine_is_restarted_and_a_killed_gateway_takes_it_along(tmp_pat
             "the supervisor to restart the engine",
         )
         assert second["pid"] != first["pid"]
-        body = {"model": "base", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
-        assert httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60).status_code == 200
+        body = {"model": "kept", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+        reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+        assert reply.json()["model"] == "kept@1"  # the adapter was loaded again after the restart
 
         gateway.kill()  # SIGKILL: no clean-up code runs in the gateway
         gateway.wait()

@@ -17,7 +17,6 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -25,6 +24,7 @@ from feedback import Store
 from serve.adapters import AdapterRegistry
 from serve.config import Settings
 from serve.engine import Engine, EngineFailed
+from serve.engine_client import EngineClient
 from serve.errors import NotFound, install_error_handlers
 from serve.exchange_log import ExchangeLogger
 from serve.json_body import JsonBodies
@@ -48,14 +48,10 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         engine_url=engine.url,
         on_load=lambda result: metrics.adapter_loads.labels(result).inc(),
     )
-    http = httpx.AsyncClient(
-        base_url=engine.url,
-        timeout=httpx.Timeout(connect=5, read=None, write=30, pool=None),
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-    )
     exchange_log = ExchangeLogger(store, on_logged=metrics.count_exchange)
     metrics.watch_queue(exchange_log.queue.qsize)
-    return Services(settings, store, engine, registry, exchange_log, http, metrics)
+    engine_client = EngineClient(engine.url)
+    return Services(settings, store, engine, registry, exchange_log, engine_client, metrics)
 
 
 def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
@@ -64,9 +60,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         services.exchange_log.start()
+        await services.engine_client.start()
         yield
         await services.exchange_log.close()  # nothing acknowledged is dropped at shutdown
-        await services.http.aclose()
+        await services.engine_client.close()
 
     app = FastAPI(
         title="flywheel",

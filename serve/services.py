@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-import httpx
 from fastapi import Depends, Request
 
 from feedback import Store
 from serve.adapters import AdapterRegistry
 from serve.config import Settings
 from serve.engine import Engine
+from serve.engine_client import EngineClient
 from serve.exchange_log import ExchangeLogger
 from serve.metrics import GatewayMetrics
 
@@ -23,7 +23,7 @@ class Services:
     engine: Engine
     registry: AdapterRegistry
     exchange_log: ExchangeLogger
-    http: httpx.AsyncClient  # pooled connections to the engine
+    engine_client: EngineClient  # pooled connections to the engine, for the hot path
     metrics: GatewayMetrics
 
 

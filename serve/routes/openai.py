@@ -11,11 +11,11 @@ import json
 import time
 from typing import Any
 
-import httpx
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
+from serve.engine_client import EngineUnreachable
 from serve.errors import APIError, BadRequest, EngineUnavailable
 from serve.exchange_log import RequestInfo, exchange_from_response, exchange_from_stream
 from serve.services import Services, ServicesDep
@@ -34,16 +34,16 @@ async def read_json_object(request: Request) -> dict[str, Any]:
     return body
 
 
-def upstream_error(resp: httpx.Response, body: bytes) -> APIError:
+def upstream_error(status: int, body: bytes) -> APIError:
     """Re-shape an engine error into ours, keeping its status and message."""
     try:
         message = json.loads(body)["error"]["message"]
     except (ValueError, KeyError, TypeError):
-        message = body.decode(errors="replace")[:1000] or resp.reason_phrase
+        message = body.decode(errors="replace")[:1000] or f"engine error {status}"
     error = APIError(message)
-    error.status = resp.status_code
-    error.type = "invalid_request_error" if resp.status_code < 500 else "engine_error"
-    error.code = {404: "model_not_found"}.get(resp.status_code)
+    error.status = status
+    error.type = "invalid_request_error" if status < 500 else "engine_error"
+    error.code = {404: "model_not_found"}.get(status)
     return error
 
 
@@ -80,42 +80,40 @@ async def relay(services: Services, path: str, body: dict[str, Any]) -> Response
     if body.get("stream"):
         return await _relay_stream(services, path, info, upstream)
     try:
-        resp = await services.http.post(path, json=upstream)
-    except httpx.HTTPError as exc:
+        status, raw = await services.engine_client.post(path, upstream)
+    except EngineUnreachable as exc:
         raise engine_down(services, exc) from exc
-    if resp.status_code != 200:
-        raise upstream_error(resp, resp.content)
-    data = resp.json()
-    services.exchange_log.submit(lambda: exchange_from_response(info, data))
-    return JSONResponse(data)
+    if status != 200:
+        raise upstream_error(status, raw)
+    # Relay the engine's bytes as they are; parse them only in the log writer, off the hot path.
+    services.exchange_log.submit(lambda: exchange_from_response(info, json.loads(raw)))
+    return Response(raw, media_type="application/json")
 
 
 async def _relay_stream(
     services: Services, path: str, info: RequestInfo, upstream: dict
 ) -> Response:
-    request = services.http.build_request("POST", path, json=upstream)
     try:
-        resp = await services.http.send(request, stream=True)
-    except httpx.HTTPError as exc:
+        resp = await services.engine_client.open_stream(path, upstream)
+    except EngineUnreachable as exc:
         raise engine_down(services, exc) from exc
-    if resp.status_code != 200:
-        content = await resp.aread()
-        await resp.aclose()
-        raise upstream_error(resp, content)
+    if resp.status != 200:
+        content = await resp.read()
+        resp.close()
+        raise upstream_error(resp.status, content)
     chunks: list[bytes] = []
 
     async def relay():
-        async for chunk in resp.aiter_raw():
+        async for chunk in resp.content.iter_any():
             chunks.append(chunk)
             yield chunk
 
-    def log_when_done() -> None:
+    async def finish() -> None:
+        # Closing (not releasing) drops the connection, so a client that left early aborts
+        # the engine's request too instead of letting it generate on for nobody.
+        resp.close()
         ended = time.perf_counter()
         services.exchange_log.submit(lambda: exchange_from_stream(info, chunks, ended))
-
-    async def finish() -> None:
-        await resp.aclose()
-        log_when_done()
 
     return StreamingResponse(
         relay(),
@@ -128,11 +126,11 @@ async def _relay_stream(
 @router.get("/models")
 async def list_models(services: ServicesDep) -> dict:
     try:
-        resp = await services.http.get("/v1/models")
-    except httpx.HTTPError as exc:
+        status, raw = await services.engine_client.get("/v1/models")
+    except EngineUnreachable as exc:
         raise engine_down(services, exc) from exc
-    if resp.status_code != 200:
-        raise upstream_error(resp, resp.content)
-    data = resp.json()
+    if status != 200:
+        raise upstream_error(status, raw)
+    data = json.loads(raw)
     data["data"].extend(services.registry.model_cards(created=int(time.time())))
     return data

@@ -1,0 +1,1 @@
+"""Benchmarks on the real stack; each prints ratios measured side by side in one run."""

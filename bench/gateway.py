@@ -1,0 +1,111 @@
+"""Gateway overhead: the same engine called directly and through the gateway, in one run.
+
+For each concurrency level, rounds alternate direct / gateway (so drift in machine load hits
+both sides alike); each round sends `concurrency` streaming requests of exactly `--tokens`
+tokens (ignore_eos) and measures aggregate throughput and each request's time to first token.
+Printed per level: throughput ratio gateway/direct (min and median over rounds) and the
+gateway's added time to first token at p50 and p99.
+
+    python -m bench.gateway [--levels 1 16 64] [--rounds 3] [--tokens 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+
+import httpx
+
+from bench.stack import running_stack
+
+PROMPT = [{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}]
+
+
+async def one_stream(client: httpx.AsyncClient, url: str, model: str, tokens: int):
+    body = {"model": model, "messages": PROMPT, "max_tokens": tokens, "ignore_eos": True,
+            "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+    started = time.perf_counter()
+    ttft, generated = None, 0
+    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as resp:
+        resp.raise_for_status()
+        async for line in resp.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            event = json.loads(line[6:])
+            if ttft is None and any(
+                (c.get("delta") or {}).get("content") for c in event["choices"]
+            ):
+                ttft = time.perf_counter() - started
+            if event.get("usage"):
+                generated = event["usage"]["completion_tokens"]
+    return ttft, generated
+
+
+async def one_round(url: str, model: str, concurrency: int, tokens: int):
+    limits = httpx.Limits(max_connections=concurrency + 4)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        started = time.perf_counter()
+        results = await asyncio.gather(
+            *[one_stream(client, url, model, tokens) for _ in range(concurrency)]
+        )
+        elapsed = time.perf_counter() - started
+    return sum(g for _, g in results) / elapsed, [t for t, _ in results]
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+async def bench_level(stack, model: str, concurrency: int, rounds: int, tokens: int) -> dict:
+    ratios, direct_ttft, gateway_ttft = [], [], []
+    await one_round(stack.engine_url, model, concurrency, 8)  # warm both paths
+    await one_round(stack.url, model, concurrency, 8)
+    for _ in range(rounds):
+        direct, d_ttft = await one_round(stack.engine_url, model, concurrency, tokens)
+        gateway, g_ttft = await one_round(stack.url, model, concurrency, tokens)
+        ratios.append(gateway / direct)
+        direct_ttft += d_ttft
+        gateway_ttft += g_ttft
+        print(f"  c={concurrency:<3} direct {direct:7.1f} tok/s  gateway {gateway:7.1f} tok/s  "
+              f"ratio {gateway / direct:.3f}", flush=True)  # fmt: skip
+    return {
+        "concurrency": concurrency,
+        "ratio_min": min(ratios),
+        "ratio_median": statistics.median(ratios),
+        "added_ttft_p50_ms": (percentile(gateway_ttft, 0.5) - percentile(direct_ttft, 0.5)) * 1e3,
+        "added_ttft_p99_ms": (percentile(gateway_ttft, 0.99) - percentile(direct_ttft, 0.99)) * 1e3,
+        "direct_ttft_p50_ms": percentile(direct_ttft, 0.5) * 1e3,
+    }
+
+
+async def main_async(args) -> list[dict]:
+    with running_stack() as stack:
+        model = httpx.get(f"{stack.engine_url}/v1/models").json()["data"][0]["id"]
+        return [
+            await bench_level(stack, model, level, args.rounds, args.tokens)
+            for level in args.levels
+        ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 16, 64], help="concurrency")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per side and level")
+    parser.add_argument("--tokens", type=int, default=128, help="tokens per answer")
+    args = parser.parse_args()
+    rows = asyncio.run(main_async(args))
+    print("\n| streams | throughput gateway/direct (min / median) | added TTFT p50 "
+          "| added TTFT p99 | direct TTFT p50 |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['concurrency']} | {r['ratio_min']:.3f} / {r['ratio_median']:.3f} "
+              f"| {r['added_ttft_p50_ms']:+.1f} ms | {r['added_ttft_p99_ms']:+.1f} ms "
+              f"| {r['direct_ttft_p50_ms']:.0f} ms |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Start `flywheel up` for a benchmark and stop it afterwards (engine included)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from serve.engine import free_port
+
+
+@dataclass
+class RunningStack:
+    url: str  # the gateway
+    engine_url: str  # the vLLM server behind it, for side-by-side comparisons
+    data_dir: Path
+
+
+@contextlib.contextmanager
+def running_stack(extra_args: list[str] | None = None) -> Iterator[RunningStack]:
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as tmp:
+        data_dir = Path(tmp)
+        log = open(data_dir / "up.log", "wb")  # noqa: SIM115 - lives as long as the process
+        process = subprocess.Popen(
+            [sys.executable, "-m", "serve.cli", "up", "--no-ui", "--port", str(port),
+             "--data-dir", str(data_dir), *(extra_args or [])],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            print("starting the stack (engine cold start ~30 s) ...", file=sys.stderr, flush=True)
+            deadline = time.monotonic() + 400
+            while True:
+                if process.poll() is not None:
+                    raise SystemExit((data_dir / "up.log").read_text()[-3000:])
+                with contextlib.suppress(httpx.HTTPError):
+                    health = httpx.get(f"{url}/health", timeout=2)
+                    if health.status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise SystemExit("the stack did not start in 400 s")
+                time.sleep(1)
+            yield RunningStack(url, health.json()["engine"]["url"], data_dir)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(60)
+            log.close()

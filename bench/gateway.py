@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
 
 import httpx
 
+from bench.sse import sse_events
 from bench.stack import running_stack
 
 PROMPT = [{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}]
@@ -31,13 +31,9 @@ async def one_stream(client: httpx.AsyncClient, url: str, model: str, tokens: in
     ttft, generated = None, 0
     async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as resp:
         resp.raise_for_status()
-        async for line in resp.aiter_lines():
-            if not line.startswith("data: {"):
-                continue
-            event = json.loads(line[6:])
-            if ttft is None and any(
-                (c.get("delta") or {}).get("content") for c in event["choices"]
-            ):
+        async for event in sse_events(resp):
+            deltas = [c.get("delta") or {} for c in event["choices"]]
+            if ttft is None and any(d.get("content") for d in deltas):
                 ttft = time.perf_counter() - started
             if event.get("usage"):
                 generated = event["usage"]["completion_tokens"]

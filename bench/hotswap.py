@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
+from bench.sse import sse_events
 from bench.stack import running_stack
 from serve.default_model import prepare
 
@@ -59,10 +59,8 @@ class Traffic:
                 async with client.stream("POST", f"{self.url}/v1/chat/completions", json=body) as r:
                     if r.status_code != 200:
                         raise RuntimeError(f"HTTP {r.status_code}: {(await r.aread())[:200]}")
-                    async for line in r.aiter_lines():
-                        if line.startswith("data: {"):
-                            model = json.loads(line[6:])["model"]
-                            self.first_token.setdefault(model, time.perf_counter())
+                    async for event in sse_events(r):
+                        self.first_token.setdefault(event["model"], time.perf_counter())
             except Exception as exc:
                 self.failed += 1
                 self.errors.append(f"{type(exc).__name__}: {exc}")

@@ -67,8 +67,11 @@ def exchange_from_response(info: RequestInfo, data: dict[str, Any]) -> Exchange 
 def exchange_from_stream(info: RequestInfo, chunks: list[bytes], ended: float) -> Exchange | None:
     """Rebuild the answer from the relayed SSE bytes (first choice; usage if the engine sent it)."""
     completion_id, parts, usage, finish = None, [], None, None
-    for line in b"".join(chunks).decode("utf-8", errors="replace").splitlines():
-        if not line.startswith("data: ") or line == "data: [DONE]":
+    # SSE lines end at \n only; str.splitlines() would also cut at \x85 or \u2028, which a
+    # model may well emit inside a JSON string, and lose tokens.
+    for line in b"".join(chunks).split(b"\n"):
+        line = line.rstrip(b"\r")
+        if not line.startswith(b"data: ") or line == b"data: [DONE]":
             continue
         try:
             event = json.loads(line[6:])

@@ -55,3 +55,14 @@ def test_everything_queued_is_written_by_close():
 
     asyncio.run(run())
     assert store.counts()["exchanges"] == 300
+
+
+def test_unicode_line_separators_inside_an_answer_are_kept():
+    """Regression: str.splitlines() split SSE lines at \u2028/\x85 and lost those tokens."""
+    text = "one\u2028two\x85three\x1cfour"
+    stream = sse(
+        {"id": "chatcmpl-2", "choices": [{"index": 0, "delta": {"content": text}}]},
+        {"id": "chatcmpl-2", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ).replace(json.dumps(text).encode(), json.dumps(text, ensure_ascii=False).encode())
+    assert "\u2028".encode() in stream  # raw, as vLLM sends it
+    assert exchange_from_stream(INFO, [stream], 0).completion == text

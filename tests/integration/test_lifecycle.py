@@ -24,6 +24,11 @@ def engine_state(url: str) -> dict | None:
         return None
 
 
+def chat(url: str, model: str) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+    return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+
+
 def test_crashed_engine_is_restarted_and_a_killed_gateway_takes_it_along(
     tmp_path, stack, trained_adapter
 ):
@@ -45,15 +50,17 @@ def test_crashed_engine_is_restarted_and_a_killed_gateway_takes_it_along(
         assert added.status_code == 201, added.text
 
         os.kill(first["pid"], signal.SIGKILL)  # the engine crashes
+        down = wait_for(lambda: (r := chat(url, "base")).status_code == 503 and r, 30, "a 503")
+        assert int(down.headers["Retry-After"]) >= 1
+        assert down.json()["error"]["code"] == "engine_unavailable"
         second = wait_for(
             lambda: (s := engine_state(url)) and s["restarts"] == 1 and s["state"] == "ready" and s,
             400,
             "the supervisor to restart the engine",
         )
         assert second["pid"] != first["pid"]
-        body = {"model": "kept", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
-        reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
-        assert reply.json()["model"] == "kept@1"  # the adapter was loaded again after the restart
+        # the adapter was loaded again after the restart
+        assert chat(url, "kept").json()["model"] == "kept@1"
 
         gateway.kill()  # SIGKILL: no clean-up code runs in the gateway
         gateway.wait()

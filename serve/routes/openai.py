@@ -11,12 +11,13 @@ import json
 import time
 from typing import Any
 
+import aiohttp
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from serve.engine_client import EngineUnreachable
-from serve.errors import APIError, BadRequest, EngineUnavailable
+from serve.errors import APIError, BadRequest, EngineUnavailable, error_body
 from serve.exchange_log import RequestInfo, exchange_from_response, exchange_from_stream
 from serve.services import Services, ServicesDep
 
@@ -45,6 +46,12 @@ def upstream_error(status: int, body: bytes) -> APIError:
     error.type = "invalid_request_error" if status < 500 else "engine_error"
     error.code = {404: "model_not_found"}.get(status)
     return error
+
+
+def stream_error(message: str) -> bytes:
+    """An error event inside an SSE stream (the `openai` client raises it as an APIError)."""
+    body = error_body(message, "engine_error", code="engine_unavailable")
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
 def engine_down(services: Services, exc: Exception) -> EngineUnavailable:
@@ -104,14 +111,21 @@ async def _relay_stream(
     chunks: list[bytes] = []
 
     async def relay():
-        async for chunk in resp.content.iter_any():
-            chunks.append(chunk)
-            yield chunk
+        try:
+            async for chunk in resp.content.iter_any():
+                chunks.append(chunk)
+                yield chunk
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # The engine died mid-answer: end the stream the way OpenAI clients understand.
+            yield stream_error(f"the engine stopped mid-answer: {exc or type(exc).__name__}")
 
     async def finish() -> None:
-        # Closing (not releasing) drops the connection, so a client that left early aborts
-        # the engine's request too instead of letting it generate on for nobody.
-        resp.close()
+        if resp.content.at_eof():
+            resp.release()  # keep the connection for the next request
+        else:
+            # The client left early: dropping the connection aborts the engine's request
+            # too, instead of letting it generate on for nobody.
+            resp.close()
         ended = time.perf_counter()
         services.exchange_log.submit(lambda: exchange_from_stream(info, chunks, ended))
 

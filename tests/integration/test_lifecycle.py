@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -49,7 +51,19 @@ def test_crashed_engine_is_restarted_and_a_killed_gateway_takes_it_along(
         added = httpx.post(f"{url}/v1/adapters", json={"name": "kept", "path": folder}, timeout=120)
         assert added.status_code == 201, added.text
 
-        os.kill(first["pid"], signal.SIGKILL)  # the engine crashes
+        events = []
+        long_answer = {"model": "base", "messages": [{"role": "user", "content": "Tell a story"}],
+                       "max_tokens": 1000, "ignore_eos": True, "stream": True}  # fmt: skip
+        started = time.monotonic()
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=long_answer) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data: {"):
+                    events.append(json.loads(line[6:]))
+                    if len(events) == 3:
+                        os.kill(first["pid"], signal.SIGKILL)  # the engine crashes mid-answer
+        # the stream ended promptly with an OpenAI-shaped error, not a hang or a cut connection
+        assert time.monotonic() - started < 30
+        assert events[-1]["error"]["code"] == "engine_unavailable"
         down = wait_for(lambda: (r := chat(url, "base")).status_code == 503 and r, 30, "a 503")
         assert int(down.headers["Retry-After"]) >= 1
         assert down.json()["error"]["code"] == "engine_unavailable"

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+DEFAULT_MAX_LORA_RANK = 16  # the engine's --max-lora-rank; adapters above it are refused
+
 
 def default_data_dir() -> Path:
     """`FLYWHEEL_HOME` roots all state (tests point it at a temp dir), else ./data."""
@@ -34,7 +36,7 @@ class Settings:
     engine_port: int = 0  # 0: pick a free port
     dtype: str = "auto"  # auto: bfloat16 where the hardware has it, else float32
     max_model_len: int = 2048
-    max_lora_rank: int = 16
+    max_lora_rank: int = DEFAULT_MAX_LORA_RANK
     max_loras: int = 4
     engine_args: list[str] = field(default_factory=list)  # passed verbatim to vLLM
     ui: bool = True

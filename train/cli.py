@@ -17,7 +17,7 @@ from pathlib import Path
 
 from feedback import Store
 from feedback.datasets import dpo_pairs, snapshot_hash
-from serve.config import add_data_dir_argument
+from serve.config import DEFAULT_MAX_LORA_RANK, add_data_dir_argument
 from serve.gateway_client import GatewayUnreachable, add_gateway_arguments, call
 from train.dpo import DpoParams, train_dpo
 
@@ -72,7 +72,7 @@ def _register(args, base_name: str, model_path: str, payload: dict) -> dict:
             root=args.data_dir / "adapters",
             base_name=base_name,
             base_model=model_path,
-            max_rank=args.lora_r,
+            max_rank=DEFAULT_MAX_LORA_RANK,  # what the next `flywheel up` will accept
         )
         lineage = {k: v for k, v in payload.items() if k not in ("name", "path")}
         return asyncio.run(registry.register(payload["name"], Path(payload["path"]), **lineage))

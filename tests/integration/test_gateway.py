@@ -17,11 +17,6 @@ BASE = "SmolLM2-135M-Instruct"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-@pytest.fixture(scope="module")
-def client(stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=stack.api, api_key="local", max_retries=0)
-
-
 def logged(stack, completion_id: str, timeout: float = 10) -> dict:
     """The exchange as stored (logging is asynchronous: poll briefly)."""
     store = Store(stack.data_dir / "flywheel.db")

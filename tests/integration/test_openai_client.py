@@ -14,11 +14,6 @@ BASE = "SmolLM2-135M-Instruct"
 ASK = [{"role": "user", "content": "Count from one to five."}]
 
 
-@pytest.fixture(scope="module")
-def client(stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=stack.api, api_key="local", max_retries=0)
-
-
 def test_parameters_reach_the_engine(client):
     reply = client.chat.completions.create(
         model=BASE, messages=ASK, max_tokens=12, n=2, logprobs=True, top_logprobs=2, seed=7

@@ -103,7 +103,7 @@ def m001_initial(db: Database) -> None:
 
 
 @migrations()
-def m003_promotions(db: Database) -> None:
+def m002_promotions(db: Database) -> None:
     """Every change of the `live` alias, so a rollback knows what was live before."""
     db["promotions"].create(
         {
@@ -117,3 +117,22 @@ def m003_promotions(db: Database) -> None:
         pk="id",
     )
     db["adapters"].create_index(["status"])
+
+
+@migrations()
+def m003_api_keys(db: Database) -> None:
+    """API keys: only a hash of each secret is stored, looked up by its non-secret prefix."""
+    db["api_keys"].create(
+        {
+            "id": int,
+            "name": str,
+            "prefix": str,  # the first characters of the secret: for lookup and display
+            "hash": str,  # sha256 of the whole secret
+            "role": str,  # user | admin
+            "rpm": int,  # requests per minute; null or 0: unlimited
+            "created_at": str,
+            "revoked_at": str,
+        },
+        pk="id",
+    )
+    db["api_keys"].create_index(["prefix"], unique=True)

@@ -28,6 +28,7 @@ class RequestInfo:
     model: str
     engine_model: str
     body: dict[str, Any]
+    api_key_id: int | None = None
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -61,6 +62,7 @@ def exchange_from_response(info: RequestInfo, data: dict[str, Any]) -> Exchange 
         finish_reason=choices[0].get("finish_reason"),
         latency_ms=(time.perf_counter() - info.started) * 1000,
         stream=False,
+        api_key_id=info.api_key_id,
     )
 
 
@@ -97,6 +99,7 @@ def exchange_from_stream(info: RequestInfo, chunks: list[bytes], ended: float) -
         finish_reason=finish or "cancelled",
         latency_ms=(ended - info.started) * 1000,
         stream=True,
+        api_key_id=info.api_key_id,
     )
 
 

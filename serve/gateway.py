@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import ipaddress
 import logging
 import signal
 import socket
@@ -21,7 +22,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from feedback import Store
+from feedback.api_keys import ApiKeys
 from serve.adapters import AdapterRegistry
+from serve.auth import ApiKeyAuth
 from serve.config import Settings
 from serve.engine import Engine, EngineFailed
 from serve.engine_client import EngineClient
@@ -72,8 +75,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
+    # Starlette runs the last added first: metrics (sees every answer), auth, JSON bodies.
     app.add_middleware(JsonBodies)
-    app.add_middleware(MetricsMiddleware, metrics=services.metrics)  # outermost: sees all
+    app.add_middleware(ApiKeyAuth, keys=ApiKeys(services.store))
+    app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     install_error_handlers(app)
     for module in (openai, feedback, adapters, health):
         app.include_router(module.router)
@@ -103,6 +108,15 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def say(message: str) -> None:
     print(f"flywheel: {message}", file=sys.stderr, flush=True)
 
@@ -113,6 +127,14 @@ async def run_up(settings: Settings) -> int:
         say(f"port {settings.port} on {settings.host} is in use; pass --port to choose another")
         return 2
     services = build_services(settings)
+    if not ApiKeys(services.store).any_active():
+        if not _is_loopback(settings.host):
+            say(
+                f"binding {settings.host} without API keys would open the API to the network; "
+                "create one first: flywheel keys create --name admin --role admin"
+            )
+            return 2
+        say("local mode: no API keys exist, so the gateway listens on loopback only")
     engine = services.engine
     engine.on_ready = services.registry.load_all
     atexit.register(engine.stop_now)

@@ -7,6 +7,7 @@ a model answer can never run script in the rater's browser.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import gradio as gr
@@ -35,6 +36,8 @@ def _history(conv: Conversation) -> list[dict]:
 
 
 def _error_text(exc: Exception) -> str:
+    if isinstance(exc, openai.AuthenticationError):
+        return "this gateway requires an API key: enter yours under “Sampling and access”"
     if isinstance(exc, openai.APIStatusError):
         try:
             return exc.response.json()["error"]["message"]
@@ -44,17 +47,25 @@ def _error_text(exc: Exception) -> str:
 
 
 def build_ui(api_base: str) -> gr.Blocks:
-    client = GatewayClient(api_base)
+    def client_for(api_key: str | None) -> GatewayClient:
+        """The UI calls the gateway with the rater's own key, if any (one client per key)."""
+        return _client((api_key or "").strip() or "local")
 
-    def load_models(current: str | None):
+    @functools.lru_cache(maxsize=64)
+    def _client(api_key: str) -> GatewayClient:
+        return GatewayClient(api_base, api_key=api_key)
+
+    def load_models(api_key: str | None, current: str | None):
         try:
-            choices = client.models()
+            choices = client_for(api_key).models()
         except Exception as exc:
             return gr.update(), f"⚠️ could not list models: {_error_text(exc)}"
         value = current if current in choices else (choices[0] if choices else None)
         return gr.update(choices=choices, value=value), ""
 
-    def send(text: str, model: str, temperature: float, max_tokens: int, conv: Conversation):
+    def send(
+        api_key: str, text: str, model: str, temperature: float, max_tokens: int, conv: Conversation
+    ):
         text = (text or "").strip()
         if not text:
             yield gr.update(), conv, "", gr.update()
@@ -65,7 +76,7 @@ def build_ui(api_base: str) -> gr.Blocks:
         answer, completion_id = "", None
         try:
             sampling = {"temperature": temperature, "max_tokens": int(max_tokens)}
-            for delta in client.stream_chat(model, prefix, **sampling):
+            for delta in client_for(api_key).stream_chat(model, prefix, **sampling):
                 completion_id, answer = delta.completion_id, answer + delta.text
                 yield [*_history(conv), {"role": "assistant", "content": answer}], conv, "", ""
         except Exception as exc:
@@ -75,19 +86,21 @@ def build_ui(api_base: str) -> gr.Blocks:
         conv.add("assistant", answer, completion_id)
         yield _history(conv), conv, "", ""
 
-    def rate(data: gr.LikeData, conv: Conversation):
+    def rate(data: gr.LikeData, api_key: str, conv: Conversation):
         index = data.index[0] if isinstance(data.index, list | tuple) else data.index
         completion_id = conv.ids[index] if 0 <= index < len(conv.ids) else None
         if completion_id is None:
             return "⚠️ only answers can be rated"
         liked = data.liked in (True, "Like")
         try:
-            client.rate(completion_id, 1 if liked else -1)
+            client_for(api_key).rate(completion_id, 1 if liked else -1)
         except GatewayError as exc:
             return f"⚠️ {exc}"
         return "Thanks: rated 👍" if liked else "Thanks: rated 👎"
 
-    def regenerate(model: str, temperature: float, max_tokens: int, conv: Conversation):
+    def regenerate(
+        api_key: str, model: str, temperature: float, max_tokens: int, conv: Conversation
+    ):
         if not conv.messages or conv.messages[-1]["role"] != "assistant":
             yield gr.update(), gr.update(), gr.update(), conv, "⚠️ nothing to regenerate yet"
             return
@@ -97,7 +110,7 @@ def build_ui(api_base: str) -> gr.Blocks:
         box = gr.update(visible=True)
         try:
             sampling = {"temperature": temperature, "max_tokens": int(max_tokens)}
-            for delta in client.stream_chat(model, prefix, **sampling):
+            for delta in client_for(api_key).stream_chat(model, prefix, **sampling):
                 completion_id, answer = delta.completion_id, answer + delta.text
                 yield box, original, answer, conv, "Generating a second answer…"
         except Exception as exc:
@@ -106,12 +119,12 @@ def build_ui(api_base: str) -> gr.Blocks:
         conv.rival = (completion_id, answer)
         yield box, original, answer, conv, "Which answer is better?"
 
-    def pick(winner: str, conv: Conversation):
+    def pick(winner: str, api_key: str, conv: Conversation):
         if conv.rival is None:
             return gr.update(visible=False), gr.update(), conv, "⚠️ regenerate first"
         rival_id, rival_text = conv.rival
         try:
-            client.compare(conv.ids[-1], rival_id, winner)
+            client_for(api_key).compare(conv.ids[-1], rival_id, winner)
         except GatewayError as exc:
             return gr.update(), gr.update(), conv, f"⚠️ {exc}"
         if winner == "b":  # the better answer stays in the conversation
@@ -130,8 +143,14 @@ def build_ui(api_base: str) -> gr.Blocks:
             with gr.Row():
                 model = gr.Dropdown(label="Model", choices=[], scale=4, elem_id="model")
                 refresh = gr.Button("Refresh models", scale=1, elem_id="refresh-models")
-            with gr.Accordion("Sampling", open=False):
+            with gr.Accordion("Sampling and access", open=False):
                 with gr.Row():
+                    api_key = gr.Textbox(
+                        label="API key",
+                        type="password",
+                        placeholder="only when the gateway requires keys",
+                        elem_id="api-key",
+                    )
                     temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature")
                     max_tokens = gr.Slider(16, 1024, value=256, step=16, label="Max tokens")
             chatbot = gr.Chatbot(label="Conversation", height=420, elem_id="chatbot")
@@ -162,23 +181,25 @@ def build_ui(api_base: str) -> gr.Blocks:
                     }
             status = gr.Markdown(elem_id="status")
 
-        demo.load(load_models, [model], [model, status])
-        refresh.click(load_models, [model], [model, status])
+        demo.load(load_models, [api_key, model], [model, status])
+        refresh.click(load_models, [api_key, model], [model, status])
         for trigger in (prompt.submit, send_btn.click):
             trigger(
                 send,
-                [prompt, model, temperature, max_tokens, conv],
+                [api_key, prompt, model, temperature, max_tokens, conv],
                 [chatbot, conv, prompt, status],
             )
-        chatbot.like(rate, [conv], [status])
+        chatbot.like(rate, [api_key, conv], [status])
         regen_btn.click(
             regenerate,
-            [model, temperature, max_tokens, conv],
+            [api_key, model, temperature, max_tokens, conv],
             [compare_box, answer_a, answer_b, conv, status],
         )
         for winner, button in pick_buttons.items():
             button.click(
-                lambda c, w=winner: pick(w, c), [conv], [compare_box, chatbot, conv, status]
+                lambda key, c, w=winner: pick(w, key, c),
+                [api_key, conv],
+                [compare_box, chatbot, conv, status],
             )
         clear_btn.click(clear, None, [chatbot, conv, compare_box, status])
         chatbot.clear(clear, None, [chatbot, conv, compare_box, status])  # its own trash button

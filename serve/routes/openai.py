@@ -65,7 +65,7 @@ async def chat_completions(request: Request, services: ServicesDep) -> Response:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("`messages` must be a non-empty list", param="messages")
-    return await relay(services, "/v1/chat/completions", body)
+    return await relay(services, "/v1/chat/completions", body, api_key_id(request))
 
 
 @router.post("/completions")
@@ -73,16 +73,23 @@ async def completions(request: Request, services: ServicesDep) -> Response:
     body = await read_json_object(request)
     if body.get("prompt") in (None, "", []):
         raise BadRequest("`prompt` is required", param="prompt")
-    return await relay(services, "/v1/completions", body)
+    return await relay(services, "/v1/completions", body, api_key_id(request))
 
 
-async def relay(services: Services, path: str, body: dict[str, Any]) -> Response:
+def api_key_id(request: Request) -> int | None:
+    """The key that made the request (set by the auth middleware; None in local mode)."""
+    return getattr(request.state, "api_key_id", None)
+
+
+async def relay(
+    services: Services, path: str, body: dict[str, Any], key_id: int | None = None
+) -> Response:
     """Send the request on with the engine's model name; log the exchange off the hot path."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("`model` is required: a model name from /v1/models", param="model")
     engine_model = services.registry.resolve(model)
-    info = RequestInfo(model=model, engine_model=engine_model, body=body)
+    info = RequestInfo(model=model, engine_model=engine_model, body=body, api_key_id=key_id)
     upstream = {**body, "model": engine_model}
     if body.get("stream"):
         return await _relay_stream(services, path, info, upstream)

@@ -15,7 +15,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("command", ["up", "train", "test", "adapters"])
+@pytest.mark.parametrize("command", ["up", "train", "test", "adapters", "keys"])
 def test_every_command_has_help(command):
     result = run(command, "--help")
     assert result.returncode == 0
@@ -58,3 +58,11 @@ def test_up_on_a_busy_port_says_so(tmp_path):
         result = run("up", "--port", str(port), "--data-dir", str(tmp_path))
     assert result.returncode == 2
     assert f"port {port}" in result.stderr and "--port" in result.stderr
+
+
+def test_up_refuses_a_public_host_without_api_keys(tmp_path):
+    from serve.engine import free_port
+
+    result = run("up", "--host", "0.0.0.0", "--port", str(free_port()), "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "without API keys" in result.stderr and "flywheel keys create" in result.stderr

@@ -1,0 +1,57 @@
+"""`flywheel keys create|list|revoke`: API keys, managed on the machine that holds the database."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from feedback import Store
+from feedback.api_keys import ApiKeys
+from serve.config import add_data_dir_argument
+
+COLUMNS = ("id", "name", "prefix", "role", "rpm", "created_at", "revoked_at")
+
+
+def run(args: argparse.Namespace) -> int:
+    keys = ApiKeys(Store(args.data_dir / "flywheel.db"))
+    try:
+        if args.action == "create":
+            row, secret = keys.create(args.name, args.role, args.rpm)
+            print(secret)
+            print(
+                f"flywheel: key {row['id']} ({row['role']}) created; the secret above is shown "
+                "only now. The gateway requires keys from now on (within 5 s).",
+                file=sys.stderr,
+            )
+        elif args.action == "list":
+            rows = keys.list()
+            table = [list(COLUMNS)] + [[str(r[c] or "")[:19] for c in COLUMNS] for r in rows]
+            widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
+            for row in table:
+                print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+        elif args.action == "revoke":
+            row = keys.revoke(args.id)
+            print(f"key {row['id']} ({row['name']}) revoked at {row['revoked_at']}")
+    except ValueError as exc:
+        print(f"flywheel: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_keys_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("keys", help="create, list or revoke API keys")
+    actions = parser.add_subparsers(
+        dest="action", required=True, metavar="ACTION", help="what to do with the keys"
+    )
+    create = actions.add_parser("create", help="create a key and print its secret once")
+    create.add_argument("--name", required=True, help="who or what the key is for")
+    create.add_argument(
+        "--role", choices=["user", "admin"], default="user", help="admin may change adapters"
+    )
+    create.add_argument("--rpm", type=int, help="requests per minute allowed (default: no limit)")
+    listing = actions.add_parser("list", help="every key (never the secrets)")
+    revoke = actions.add_parser("revoke", help="revoke a key by id (effective within 5 s)")
+    revoke.add_argument("id", type=int, help="the key's id, from `flywheel keys list`")
+    for action in (create, listing, revoke):
+        add_data_dir_argument(action)
+    parser.set_defaults(func=run)

@@ -4,9 +4,10 @@ For each concurrency level, rounds alternate direct / gateway (so drift in machi
 both sides alike); each round sends `concurrency` streaming requests of exactly `--tokens`
 tokens (ignore_eos) and measures aggregate throughput and each request's time to first token.
 Printed per level: throughput ratio gateway/direct (min and median over rounds) and the
-gateway's added time to first token at p50 and p99.
+gateway's added time to first token at p50 and p99. A first phase isolates the gateway's own
+latency from generation noise: `--probes` sequential one-token requests, alternating sides.
 
-    python -m bench.gateway [--levels 1 16 64] [--rounds 3] [--tokens 128]
+    python -m bench.gateway [--levels 1 16 64] [--rounds 3] [--tokens 128] [--probes 100]
 """
 
 from __future__ import annotations
@@ -92,8 +93,12 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 16, 64], help="concurrency")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per side and level")
     parser.add_argument("--tokens", type=int, default=128, help="tokens per answer")
+    parser.add_argument("--probes", type=int, default=100, help="1-token requests per side")
     args = parser.parse_args()
-    rows = asyncio.run(main_async(args))
+    probe, rows = asyncio.run(main_async(args))
+    print(f"\nadded time to first token, {probe['probes']} sequential 1-token requests per side: "
+          f"p50 {probe['added_p50_ms']:+.2f} ms, p99 {probe['added_p99_ms']:+.2f} ms "
+          f"(direct p50 {probe['direct_p50_ms']:.1f} ms)")  # fmt: skip
     print("\n| streams | throughput gateway/direct (min / median) | added TTFT p50 "
           "| added TTFT p99 | direct TTFT p50 |")  # fmt: skip
     print("|---|---|---|---|---|")

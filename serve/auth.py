@@ -1,9 +1,10 @@
 """API-key authentication for `/v1/*`, one pure ASGI middleware with the whole policy in view.
 
-Local mode: while no key exists the gateway only binds loopback (`run_up` refuses otherwise),
-and every request passes. Once a key exists every `/v1` request needs `Authorization: Bearer`;
-changing adapters, training and key routes need an admin key. Each key may carry a request
-rate (rpm), enforced with a token bucket. `/health`, `/metrics`, `/docs` and the UI are open.
+Local mode: while no active key exists every request passes, because `run_up` binds loopback
+only in that mode. A gateway bound to another address (`local_mode=False`) never opens up,
+even when its last key is revoked. Once a key exists every `/v1` request needs
+`Authorization: Bearer fw-…`; see `needs_admin` for what needs an admin key. Each key may carry
+a rate (rpm), enforced with a token bucket. `/health`, `/metrics`, `/docs` and the UI are open.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -20,18 +22,49 @@ from feedback.api_keys import ApiKeys
 from serve.errors import error_body
 
 CACHE_SECONDS = 5.0  # how long a verified key or "no keys yet" is trusted; bounds revocation delay
-ADMIN_PREFIXES = ("/v1/adapters", "/v1/train", "/v1/keys")
+
+# What each refusal says: the problem, then the fix.
+NO_KEYS = (
+    "this gateway has no active API key and is not on loopback, so it serves nobody; "
+    "create one with `flywheel keys create --name NAME --role admin`"
+)
+MISSING = (
+    "missing API key: send `Authorization: Bearer fw-…`; "
+    "create one with `flywheel keys create --name NAME`"
+)
+UNKNOWN = (
+    "unknown or revoked API key: check the secret (`flywheel keys list` shows each key's "
+    "prefix) or create one with `flywheel keys create --name NAME`"
+)
+NOT_ADMIN = (
+    "{method} {path} needs an admin key and this is a user key; use an admin key "
+    "(`flywheel keys create --name NAME --role admin`)"
+)
+TOO_FAST = (
+    "rate limit of {rpm} requests per minute reached for this key; retry in {seconds} s, "
+    "or use a key created with a higher --rpm"
+)
+
+# The policy once a key exists: path (and everything below it) -> methods any key may use.
+# Other methods there need an admin key; paths not listed are open to any valid key.
+ADMIN_ROUTES: dict[str, frozenset[str]] = {
+    "/v1/adapters": frozenset({"GET"}),  # anyone may list; register/promote/rollback/rm: admin
+    "/v1/train": frozenset({"GET"}),  # anyone may watch; starting or stopping a job: admin
+    "/v1/keys": frozenset(),  # managing keys: admin only
+}
 
 
 def needs_admin(method: str, path: str) -> bool:
-    """Reading is for any key; changing adapters, starting training or managing keys is admin."""
-    if path.startswith("/v1/keys"):
-        return True
-    return method != "GET" and path.startswith(ADMIN_PREFIXES)
+    for root, open_methods in ADMIN_ROUTES.items():
+        if path == root or path.startswith(root + "/"):
+            return method not in open_methods
+    return False
 
 
 @dataclass
 class Bucket:
+    """A token bucket holding up to `rpm` requests, refilled at `rpm` per minute."""
+
     tokens: float
     updated: float
 
@@ -46,14 +79,61 @@ class Bucket:
         return (1 - self.tokens) * 60 / rpm
 
 
+class Refusal(Exception):
+    """One refused request, already in OpenAI's shape."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int = 0):
+        super().__init__(message)
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
+
+
 class ApiKeyAuth:
-    def __init__(self, app: ASGIApp, keys: ApiKeys, prefix: str = "/v1/"):
+    def __init__(
+        self, app: ASGIApp, keys: ApiKeys, prefix: str = "/v1/", local_mode: bool = True
+    ) -> None:
         self.app = app
         self.keys = keys
         self.prefix = prefix
+        self.local_mode = local_mode  # False: without keys every request is refused
         self._verified: dict[str, tuple[float, dict | None]] = {}  # sha256(secret) -> row
-        self._any_keys: tuple[float, bool] = (0.0, False)
+        self._any_keys: tuple[float, bool] = (-math.inf, False)
         self._buckets: dict[int, Bucket] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
+            try:
+                key = self._authorize(scope)
+            except Refusal as refusal:
+                await _send_refusal(send, refusal)
+                return
+            if key is not None:
+                scope.setdefault("state", {}).update(api_key_id=key["id"], api_key_role=key["role"])
+        await self.app(scope, receive, send)
+
+    def _authorize(self, scope: Scope) -> dict[str, Any] | None:
+        """The key making this request (None in local mode), or a `Refusal`."""
+        if not self._keys_exist():
+            if self.local_mode:
+                return None
+            raise Refusal(401, "invalid_api_key", NO_KEYS)
+        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise Refusal(401, "invalid_api_key", MISSING)
+        key = self._verify(secret.strip())
+        if key is None:
+            raise Refusal(401, "invalid_api_key", UNKNOWN)
+        method, path = scope["method"], scope["path"]
+        if key["role"] != "admin" and needs_admin(method, path):
+            message = NOT_ADMIN.format(method=method, path=path)
+            raise Refusal(403, "insufficient_permissions", message)
+        if key["rpm"]:
+            bucket = self._buckets.setdefault(key["id"], Bucket(key["rpm"], time.monotonic()))
+            if wait := bucket.take(key["rpm"]):
+                seconds = math.ceil(wait)
+                message = TOO_FAST.format(rpm=key["rpm"], seconds=seconds)
+                raise Refusal(429, "rate_limit_exceeded", message, retry_after=seconds)
+        return key
 
     def _keys_exist(self) -> bool:
         checked, exist = self._any_keys
@@ -62,7 +142,8 @@ class ApiKeyAuth:
             self._any_keys = (time.monotonic(), exist)
         return exist
 
-    def _verify(self, secret: str) -> dict | None:
+    def _verify(self, secret: str) -> dict[str, Any] | None:
+        """`keys.verify`, remembered for CACHE_SECONDS by the secret's hash, never the secret."""
         digest = hashlib.sha256(secret.encode()).hexdigest()
         cached = self._verified.get(digest)
         if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
@@ -73,44 +154,14 @@ class ApiKeyAuth:
         self._verified[digest] = (time.monotonic(), row)
         return row
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
-            await self.app(scope, receive, send)
-            return
-        if not self._keys_exist():
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        scheme, _, secret = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
-            await _reject(send, 401, "missing API key: send `Authorization: Bearer fw-…`; "
-                          "create one with `flywheel keys create`", "invalid_api_key")  # fmt: skip
-            return
-        key = self._verify(secret.strip())
-        if key is None:
-            await _reject(send, 401, "unknown or revoked API key", "invalid_api_key")
-            return
-        if key["role"] != "admin" and needs_admin(scope["method"], scope["path"]):
-            await _reject(send, 403, "this route needs an admin key", "insufficient_permissions")
-            return
-        if key["rpm"]:
-            bucket = self._buckets.setdefault(key["id"], Bucket(key["rpm"], time.monotonic()))
-            wait = bucket.take(key["rpm"])
-            if wait:
-                await _reject(send, 429, f"rate limit of {key['rpm']} requests/minute reached",
-                              "rate_limit_exceeded", retry_after=math.ceil(wait))  # fmt: skip
-                return
-        scope.setdefault("state", {}).update(api_key_id=key["id"], api_key_role=key["role"])
-        await self.app(scope, receive, send)
 
-
-async def _reject(send: Send, status: int, message: str, code: str, retry_after: int = 0) -> None:
-    type_ = "rate_limit_error" if status == 429 else "invalid_request_error"
-    body = json.dumps(error_body(message, type_, code=code)).encode()
+async def _send_refusal(send: Send, refusal: Refusal) -> None:
+    type_ = "rate_limit_error" if refusal.status == 429 else "invalid_request_error"
+    body = json.dumps(error_body(refusal.message, type_, code=refusal.code)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if status == 401:
+    if refusal.status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
-    if retry_after:
-        headers.append((b"retry-after", str(retry_after).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    if refusal.retry_after:
+        headers.append((b"retry-after", str(refusal.retry_after).encode()))
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -77,7 +77,9 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.state.services = services
     # Starlette runs the last added first: metrics (sees every answer), auth, JSON bodies.
     app.add_middleware(JsonBodies)
-    app.add_middleware(ApiKeyAuth, keys=ApiKeys(services.store))
+    # Keyless "local mode" only on loopback: a public gateway stays closed if its last key goes.
+    local_mode = _is_loopback(settings.host)
+    app.add_middleware(ApiKeyAuth, keys=ApiKeys(services.store), local_mode=local_mode)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     install_error_handlers(app)
     for module in (openai, feedback, adapters, health):

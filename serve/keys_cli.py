@@ -6,10 +6,29 @@ import argparse
 import sys
 
 from feedback import Store
-from feedback.api_keys import ApiKeys
+from feedback.api_keys import ROLES, ApiKeys
 from serve.config import add_data_dir_argument
 
 COLUMNS = ("id", "name", "prefix", "role", "rpm", "created_at", "revoked_at")
+
+
+def _cell(row: dict, column: str) -> str:
+    value = row[column]
+    if column == "rpm":
+        return str(value) if value else "unlimited"
+    if column.endswith("_at"):
+        return value[:19].replace("T", " ") if value else "-"  # to the second, UTC
+    return str(value)
+
+
+def _print_table(rows: list[dict]) -> None:
+    if not rows:
+        print("no API keys: the gateway runs in local mode (loopback only, no keys needed)")
+        return
+    table = [list(COLUMNS), *([_cell(r, c) for c in COLUMNS] for r in rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,19 +38,21 @@ def run(args: argparse.Namespace) -> int:
             row, secret = keys.create(args.name, args.role, args.rpm)
             print(secret)
             print(
-                f"flywheel: key {row['id']} ({row['role']}) created; the secret above is shown "
-                "only now. The gateway requires keys from now on (within 5 s).",
+                f"flywheel: key {row['id']} ({row['role']}) created. The secret above will not "
+                "be shown again: store it now. The gateway requires keys within 5 s.",
                 file=sys.stderr,
             )
         elif args.action == "list":
-            rows = keys.list()
-            table = [list(COLUMNS)] + [[str(r[c] or "")[:19] for c in COLUMNS] for r in rows]
-            widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-            for row in table:
-                print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+            _print_table(keys.list())
         elif args.action == "revoke":
             row = keys.revoke(args.id)
             print(f"key {row['id']} ({row['name']}) revoked at {row['revoked_at']}")
+            if not keys.any_active():
+                print(
+                    "flywheel: no active key is left: a gateway on loopback serves without keys "
+                    "again; one bound to another address refuses every /v1 request",
+                    file=sys.stderr,
+                )
     except ValueError as exc:
         print(f"flywheel: {exc}", file=sys.stderr)
         return 2
@@ -46,9 +67,15 @@ def add_keys_parser(sub: argparse._SubParsersAction) -> None:
     create = actions.add_parser("create", help="create a key and print its secret once")
     create.add_argument("--name", required=True, help="who or what the key is for")
     create.add_argument(
-        "--role", choices=["user", "admin"], default="user", help="admin may change adapters"
+        "--role",
+        choices=ROLES,
+        default="user",
+        help="user: chat, feedback, reading; admin: also change adapters, train, manage keys "
+        "(default: %(default)s)",
     )
-    create.add_argument("--rpm", type=int, help="requests per minute allowed (default: no limit)")
+    create.add_argument(
+        "--rpm", type=int, help="requests per minute allowed (default or 0: no limit)"
+    )
     listing = actions.add_parser("list", help="every key (never the secrets)")
     revoke = actions.add_parser("revoke", help="revoke a key by id (effective within 5 s)")
     revoke.add_argument("id", type=int, help="the key's id, from `flywheel keys list`")

@@ -1,5 +1,6 @@
 """API keys: shown once, stored as a hash, revocable; the keys CLI; the schema upgrade."""
 
+import hashlib
 import subprocess
 import sys
 
@@ -15,7 +16,9 @@ def test_only_a_hash_of_the_secret_is_stored(tmp_path):
     keys = ApiKeys(Store(tmp_path / "f.db"))
     row, secret = keys.create("ci", "user")
     assert secret.startswith("fw-") and len(secret) > 40
-    assert "hash" not in row
+    assert "hash" not in row and all("hash" not in r for r in keys.list())
+    [stored] = keys.store.db["api_keys"].rows
+    assert stored["hash"] == hashlib.sha256(secret.encode()).hexdigest()
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("f.db*"))
     assert secret.encode() not in raw and secret[20:].encode() not in raw
 
@@ -55,15 +58,18 @@ def test_a_database_from_before_keys_upgrades(tmp_path):
 
 def test_keys_cli_create_list_revoke(tmp_path):
     def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "serve.cli", "keys", *args, "--data-dir", str(tmp_path)],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        command = [sys.executable, "-m", "serve.cli", "keys", *args, "--data-dir", str(tmp_path)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
     created = cli("create", "--name", "bot", "--role", "admin", "--rpm", "5")
     assert created.returncode == 0 and created.stdout.startswith("fw-")
-    assert "shown only now" in created.stderr
+    assert "will not be shown again" in created.stderr
     listing = cli("list").stdout
     assert "bot" in listing and "admin" in listing and created.stdout.strip() not in listing
-    assert cli("revoke", "1").returncode == 0
-    assert cli("revoke", "7").returncode == 2
+    assert created.stdout[:12] in listing  # the prefix identifies the key
+    revoked = cli("revoke", "1")
+    assert revoked.returncode == 0 and "no active key is left" in revoked.stderr
+    [_, row] = cli("list").stdout.splitlines()
+    assert row.split()[-1] != "-"  # the revoked_at column is filled in
+    unknown = cli("revoke", "7")
+    assert unknown.returncode == 2 and "no API key with id 7" in unknown.stderr

@@ -6,7 +6,9 @@ from fastapi.testclient import TestClient
 
 from feedback import Store
 from feedback.api_keys import ApiKeys
-from serve.auth import ApiKeyAuth
+from serve.auth import ApiKeyAuth, needs_admin
+from serve.config import Settings
+from serve.gateway import _is_loopback, create_app
 
 
 @pytest.fixture
@@ -14,58 +16,122 @@ def keys() -> ApiKeys:
     return ApiKeys(Store(None))
 
 
-@pytest.fixture
-def client(keys) -> TestClient:
+def tiny_app(keys: ApiKeys, local_mode: bool = True) -> TestClient:
     app = FastAPI()
 
     @app.get("/v1/models")
     def models(request: Request):
-        return {"key": getattr(request.state, "api_key_id", None)}
+        state = request.state
+        return {
+            "key": getattr(state, "api_key_id", None),
+            "role": getattr(state, "api_key_role", None),
+        }
+
+    @app.get("/v1/adapters")
+    def list_adapters():
+        return []
 
     @app.post("/v1/adapters")
-    def adapters():
+    def add_adapter():
         return {"ok": True}
 
     @app.get("/health")
     def health():
         return {"ok": True}
 
-    app.add_middleware(ApiKeyAuth, keys=keys)
+    app.add_middleware(ApiKeyAuth, keys=keys, local_mode=local_mode)
     return TestClient(app)
+
+
+@pytest.fixture
+def client(keys) -> TestClient:
+    return tiny_app(keys)
 
 
 def bearer(secret: str) -> dict:
     return {"Authorization": f"Bearer {secret}"}
 
 
-def assert_error(resp, status: int, code: str):
+def assert_error(resp, status: int, type_: str, code: str) -> str:
+    """OpenAI's error shape with this status, type and code; returns the message."""
     assert resp.status_code == status
     error = resp.json()["error"]
-    assert error["code"] == code and error["message"]
     assert set(error) == {"message", "type", "param", "code"}
+    assert (error["type"], error["code"]) == (type_, code)
+    return error["message"]
+
+
+def assert_401(resp) -> str:
+    return assert_error(resp, 401, "invalid_request_error", "invalid_api_key")
+
+
+@pytest.mark.parametrize(
+    "method, path, admin",
+    [
+        ("POST", "/v1/chat/completions", False),
+        ("POST", "/v1/feedback/ratings", False),
+        ("GET", "/v1/models", False),
+        ("GET", "/v1/adapters", False),
+        ("POST", "/v1/adapters", True),
+        ("POST", "/v1/adapters/tone/promote", True),
+        ("DELETE", "/v1/adapters/tone@1", True),
+        ("GET", "/v1/train/jobs/1", False),
+        ("POST", "/v1/train", True),
+        ("GET", "/v1/keys", True),
+        ("POST", "/v1/keys", True),
+        ("POST", "/v1/adapters-elsewhere", False),  # a path segment, not a string prefix
+    ],
+)
+def test_policy_table(method, path, admin):
+    assert needs_admin(method, path) is admin
 
 
 def test_local_mode_without_keys_lets_requests_through(client):
-    assert client.get("/v1/models").json() == {"key": None}
+    assert client.get("/v1/models").json() == {"key": None, "role": None}
     assert client.post("/v1/adapters").status_code == 200
 
 
-def test_once_a_key_exists_requests_need_one(client, keys):
+def test_without_keys_off_loopback_everything_is_refused(keys):
+    message = assert_401(tiny_app(keys, local_mode=False).get("/v1/models"))
+    assert "no active API key" in message and "flywheel keys create" in message
+
+
+def test_missing_key_is_401_and_says_how_to_send_one(client, keys):
     keys.create("someone", "user")
-    assert_error(client.get("/v1/models"), 401, "invalid_api_key")
-    assert_error(client.get("/v1/models", headers=bearer("fw-wrong")), 401, "invalid_api_key")
-    assert client.get("/health").status_code == 200  # not under /v1: stays open
+    resp = client.get("/v1/models")
+    message = assert_401(resp)
+    assert "Authorization: Bearer" in message and "flywheel keys create" in message
+    assert resp.headers["WWW-Authenticate"] == "Bearer"
+    _, secret = keys.create("other", "user")
+    basic = {"Authorization": f"Basic {secret}"}
+    assert "missing API key" in assert_401(client.get("/v1/models", headers=basic))
+
+
+def test_unknown_key_is_401(client, keys):
+    _, secret = keys.create("someone", "user")
+    for wrong in ("fw-wrong", secret[:12] + "x" * (len(secret) - 12), secret + "x"):
+        resp = client.get("/v1/models", headers=bearer(wrong))
+        assert "unknown or revoked" in assert_401(resp)
+
+
+def test_open_paths_stay_open_once_keys_exist(client, keys):
+    keys.create("someone", "user")
+    assert client.get("/health").status_code == 200
 
 
 def test_a_valid_key_passes_and_is_known_to_the_route(client, keys):
     row, secret = keys.create("someone", "user")
-    assert client.get("/v1/models", headers=bearer(secret)).json() == {"key": row["id"]}
+    resp = client.get("/v1/models", headers=bearer(secret))
+    assert resp.json() == {"key": row["id"], "role": "user"}
 
 
-def test_user_keys_cannot_use_admin_routes(client, keys):
+def test_user_keys_read_but_cannot_change_adapters(client, keys):
     _, user = keys.create("user", "user")
     _, admin = keys.create("admin", "admin")
-    assert_error(client.post("/v1/adapters", headers=bearer(user)), 403, "insufficient_permissions")
+    assert client.get("/v1/adapters", headers=bearer(user)).status_code == 200
+    resp = client.post("/v1/adapters", headers=bearer(user))
+    message = assert_error(resp, 403, "invalid_request_error", "insufficient_permissions")
+    assert "POST /v1/adapters" in message and "--role admin" in message
     assert client.post("/v1/adapters", headers=bearer(admin)).status_code == 200
 
 
@@ -75,13 +141,52 @@ def test_revoked_key_is_refused(keys, client, monkeypatch):
     keys.create("other", "user")
     assert client.get("/v1/models", headers=bearer(secret)).status_code == 200
     keys.revoke(row["id"])
-    assert_error(client.get("/v1/models", headers=bearer(secret)), 401, "invalid_api_key")
+    assert_401(client.get("/v1/models", headers=bearer(secret)))
+
+
+def test_a_verified_key_is_not_looked_up_again_within_the_cache_window(client, keys, monkeypatch):
+    _, secret = keys.create("someone", "user")
+    lookups = []
+    verify = keys.verify
+    monkeypatch.setattr(keys, "verify", lambda s: lookups.append(s) or verify(s))
+    for _ in range(5):
+        assert client.get("/v1/models", headers=bearer(secret)).status_code == 200
+    assert len(lookups) == 1
 
 
 def test_rate_limit_answers_429_with_retry_after(client, keys):
     _, secret = keys.create("slow", "user", rpm=3)
+    _, other = keys.create("other", "user", rpm=3)
     statuses = [client.get("/v1/models", headers=bearer(secret)).status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     resp = client.get("/v1/models", headers=bearer(secret))
-    assert_error(resp, 429, "rate_limit_exceeded")
-    assert int(resp.headers["Retry-After"]) >= 1
+    message = assert_error(resp, 429, "rate_limit_error", "rate_limit_exceeded")
+    assert "3 requests per minute" in message
+    assert 1 <= int(resp.headers["Retry-After"]) <= 20  # one request per 20 s at rpm=3
+    assert client.get("/v1/models", headers=bearer(other)).status_code == 200  # per key
+
+
+@pytest.mark.parametrize(
+    "host, loopback",
+    [
+        ("127.0.0.1", True),
+        ("127.0.1.1", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.5", False),
+        ("example.com", False),
+    ],
+)
+def test_only_loopback_hosts_may_run_without_keys(host, loopback):
+    assert _is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("host, status", [("127.0.0.1", 200), ("0.0.0.0", 401)])
+def test_gateway_serves_keyless_only_on_loopback(tmp_path, host, status):
+    # the engine is never called: listing adapters reads the store
+    engine = "http://127.0.0.1:9"
+    settings = Settings("m", "m", host=host, data_dir=tmp_path, ui=False, engine_url=engine)
+    client = TestClient(create_app(settings))
+    assert client.get("/v1/adapters").status_code == status

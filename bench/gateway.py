@@ -79,13 +79,29 @@ async def bench_level(stack, model: str, concurrency: int, rounds: int, tokens: 
     }
 
 
-async def main_async(args) -> list[dict]:
+async def probe_latency(stack, model: str, probes: int) -> dict:
+    """Sequential 1-token streams, alternating direct/gateway: the gateway's added TTFT."""
+    direct, gateway = [], []
+    async with httpx.AsyncClient(timeout=60) as client:
+        for i in range(probes * 2):
+            url = stack.engine_url if i % 2 == 0 else stack.url
+            ttft, _ = await one_stream(client, url, model, 1)
+            (direct if i % 2 == 0 else gateway).append(ttft)
+    return {
+        "probes": probes,
+        "added_p50_ms": (statistics.median(gateway) - statistics.median(direct)) * 1e3,
+        "added_p99_ms": (percentile(gateway, 0.99) - percentile(direct, 0.99)) * 1e3,
+        "direct_p50_ms": statistics.median(direct) * 1e3,
+    }
+
+
+async def main_async(args) -> tuple[dict, list[dict]]:
     with running_stack() as stack:
         model = httpx.get(f"{stack.engine_url}/v1/models").json()["data"][0]["id"]
-        return [
-            await bench_level(stack, model, level, args.rounds, args.tokens)
-            for level in args.levels
-        ]
+        probe = await probe_latency(stack, model, args.probes)
+        print(f"  probes: {probe}", flush=True)
+        levels = [await bench_level(stack, model, c, args.rounds, args.tokens) for c in args.levels]
+        return probe, levels
 
 
 def main() -> None:

@@ -44,7 +44,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per engine call is noise
-    return asyncio.run(run_up(settings))
+    return run_event_loop(run_up(settings))
+
+
+def run_event_loop(main) -> int:
+    """uvloop where available: the gateway relays every token, so its loop's cost matters."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

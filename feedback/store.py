@@ -266,10 +266,6 @@ class Store:
             )
         return rows[0] if rows else None
 
-    def promotions(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self.db["promotions"].rows_where(order_by="id"))
-
     # -- training jobs ---------------------------------------------------------------------
 
     def create_job(self, method: str, config: dict[str, Any], log_path: str | None = None) -> int:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from serve.cli_table import print_table
 from serve.gateway_client import GatewayRefused, GatewayUnreachable, add_gateway_arguments, call
 
 COLUMNS = ("engine_name", "status", "sha256", "job_id", "dataset_hash", "created_at")
@@ -18,9 +19,7 @@ def _print_table(rows: list[dict]) -> None:
     cells = [
         [str(r.get(c) or "")[:19] if c != "sha256" else r[c][:12] for c in COLUMNS] for r in rows
     ]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(COLUMNS)]
-    for row in [list(COLUMNS), *cells]:
-        print("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)))
+    print_table(COLUMNS, cells)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import sys
 
 from feedback import Store
 from feedback.api_keys import ROLES, ApiKeys
+from serve.cli_table import print_table
 from serve.config import add_data_dir_argument
 
 COLUMNS = ("id", "name", "prefix", "role", "rpm", "created_at", "revoked_at")
@@ -25,10 +26,7 @@ def _print_table(rows: list[dict]) -> None:
     if not rows:
         print("no API keys: the gateway runs in local mode (loopback only, no keys needed)")
         return
-    table = [list(COLUMNS), *([_cell(r, c) for c in COLUMNS] for r in rows)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    for row in table:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    print_table(COLUMNS, [[_cell(r, c) for c in COLUMNS] for r in rows])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -136,3 +136,44 @@ def m003_api_keys(db: Database) -> None:
         pk="id",
     )
     db["api_keys"].create_index(["prefix"], unique=True)
+
+
+@migrations()
+def m004_arena_and_edits(db: Database) -> None:
+    """Anonymous arena battles, raters' corrected answers, and indexes for export filters."""
+    db["battles"].create(
+        {
+            "id": str,  # unguessable: a rater must not enumerate other people's battles
+            "messages": str,  # JSON: the shared conversation prefix of the first turn
+            "model_a": str,  # engine names, hidden from the rater until the vote
+            "model_b": str,
+            "exchange_a": str,  # the latest turn's answers
+            "exchange_b": str,
+            "history_a": str,  # JSON: each side's whole conversation, for multi-turn battles
+            "history_b": str,
+            "turns": int,
+            "status": str,  # generating | ready | voted | failed
+            "winner": str,  # a | b | tie | both_bad, once voted
+            "rater": str,
+            "api_key_id": int,
+            "comparison_id": int,
+            "created_at": str,
+            "voted_at": str,
+        },
+        pk="id",
+    )
+    db["battles"].create_index(["status", "voted_at"])
+    db["edits"].create(
+        {
+            "id": int,
+            "exchange_id": str,
+            "content": str,  # what the answer should have been, written by a rater
+            "rater": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("exchange_id", "exchanges", "id")],
+    )
+    db["edits"].create_index(["exchange_id"])
+    db["comparisons"].create_index(["created_at"])
+    db["ratings"].create_index(["created_at"])

@@ -164,6 +164,27 @@ class Store:
         with self._tx() as db:
             return db["comparisons"].insert(row).last_pk
 
+    def add_edit(self, completion_id: str, content: str, rater: str | None = None) -> int:
+        """What the answer should have been: an SFT row, and a DPO pair against the original."""
+        if not content or not content.strip():
+            raise InvalidJudgement("an edit needs the corrected answer's text")
+        original = self._require_exchange(completion_id)
+        if content.strip() == (original["completion"] or "").strip():
+            raise InvalidJudgement("the edit is the same as the original answer")
+        row = {
+            "exchange_id": completion_id,
+            "content": content,
+            "rater": rater,
+            "created_at": now(),
+        }
+        with self._tx() as db:
+            return db["edits"].insert(row).last_pk
+
+    def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[dict]:
+        """Rows of a read-only query (exports, statistics), taken under the connection's lock."""
+        with self._lock:
+            return [dict(r) for r in self.db.query(sql, params or [])]
+
     def comparisons(self) -> list[dict[str, Any]]:
         """Every comparison with both answers' text, oldest first."""
         sql = """
@@ -184,7 +205,15 @@ class Store:
         with self._lock:
             return {
                 name: self.db[name].count
-                for name in ("exchanges", "ratings", "comparisons", "adapters", "jobs")
+                for name in (
+                    "exchanges",
+                    "ratings",
+                    "comparisons",
+                    "edits",
+                    "battles",
+                    "adapters",
+                    "jobs",
+                )
             }
 
     # -- adapters --------------------------------------------------------------------------

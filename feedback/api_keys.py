@@ -37,7 +37,7 @@ class ApiKeys:
             "rpm": rpm or None,
             "created_at": now(),
         }
-        with self.store._tx() as db:
+        with self.store.transaction() as db:
             key_id = db["api_keys"].insert(row).last_pk
         return self.get(key_id), secret
 
@@ -66,7 +66,7 @@ class ApiKeys:
     def revoke(self, key_id: int) -> dict[str, Any]:
         if self.get(key_id) is None:
             raise ValueError(f"no API key with id {key_id} (see `flywheel keys list`)")
-        with self.store._tx() as db:
+        with self.store.transaction() as db:
             db.execute(
                 "update api_keys set revoked_at = ? where id = ? and revoked_at is null",
                 [now(), key_id],

@@ -74,7 +74,8 @@ class Store:
             migrations.apply(self.db)
 
     @contextmanager
-    def _tx(self) -> Iterator[Database]:
+    def transaction(self) -> Iterator[Database]:
+        """One atomic unit of writes under the connection lock (nests through savepoints)."""
         with self._lock, self.db.atomic():
             yield self.db
 
@@ -88,7 +89,7 @@ class Store:
         """Store a batch in one transaction; an id logged twice keeps its first record."""
         rows = [e.to_row() for e in exchanges]
         if rows:
-            with self._tx() as db:
+            with self.transaction() as db:
                 db["exchanges"].insert_all(rows, ignore=True)
         return len(rows)
 
@@ -129,7 +130,7 @@ class Store:
             "rater": rater,
             "created_at": now(),
         }
-        with self._tx() as db:
+        with self.transaction() as db:
             return db["ratings"].insert(row).last_pk
 
     def add_comparison(
@@ -161,7 +162,7 @@ class Store:
             "source": source,
             "created_at": now(),
         }
-        with self._tx() as db:
+        with self.transaction() as db:
             return db["comparisons"].insert(row).last_pk
 
     def add_edit(self, completion_id: str, content: str, rater: str | None = None) -> int:
@@ -177,7 +178,7 @@ class Store:
             "rater": rater,
             "created_at": now(),
         }
-        with self._tx() as db:
+        with self.transaction() as db:
             return db["edits"].insert(row).last_pk
 
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[dict]:
@@ -231,12 +232,12 @@ class Store:
         for key in ("hyperparameters", "metrics"):
             if not isinstance(row.get(key), str | None):
                 row[key] = json.dumps(row[key])
-        with self._tx() as db:
+        with self.transaction() as db:
             pk = db["adapters"].insert(row).last_pk
             return db["adapters"].get(pk)
 
     def set_adapter_status(self, engine_name: str, status: str) -> None:
-        with self._tx() as db:
+        with self.transaction() as db:
             db.execute(
                 "update adapters set status = ? where engine_name = ?", [status, engine_name]
             )
@@ -264,7 +265,7 @@ class Store:
 
         The previous live version stays loaded as a candidate, so a rollback is instant.
         """
-        with self._tx() as db:
+        with self.transaction() as db:
             previous = self.live_adapter()
             previous_name = previous["engine_name"] if previous else None
             if previous_name:
@@ -308,18 +309,18 @@ class Store:
             "log_path": log_path,
             "created_at": now(),
         }
-        with self._tx() as db:
+        with self.transaction() as db:
             return db["jobs"].insert(row).last_pk
 
     def update_job(self, job_id: int, **fields: Any) -> None:
         if fields.get("status") in ("succeeded", "failed", "cancelled"):
             fields.setdefault("finished_at", now())
-        with self._tx() as db:
+        with self.transaction() as db:
             db["jobs"].update(job_id, fields)
 
     def append_job_metrics(self, job_id: int, step: int, total: int, metrics: dict) -> None:
         """Record one logged row; the UI draws the live loss curve from these."""
-        with self._tx() as db:
+        with self.transaction() as db:
             history = json.loads(db["jobs"].get(job_id)["metrics"])
             history.append({"step": step, **metrics})
             db["jobs"].update(

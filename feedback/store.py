@@ -23,6 +23,21 @@ from feedback.errors import InvalidJudgement, UnknownExchange
 from feedback.migrations import migrations
 
 WINNERS = ("a", "b", "tie", "both_bad")
+# Why a rater liked or disliked an answer: a fixed list, so reasons can be counted and filtered.
+REASONS = (
+    "helpful",
+    "accurate",
+    "clear",
+    "well_formatted",
+    "unhelpful",
+    "wrong",
+    "unclear",
+    "too_long",
+    "too_short",
+    "off_topic",
+    "unsafe",
+    "other",
+)
 
 
 def now() -> str:
@@ -121,6 +136,11 @@ class Store:
     ) -> int:
         if value not in (1, -1):
             raise InvalidJudgement("rating value must be 1 (thumbs up) or -1 (thumbs down)")
+        unknown = sorted(set(reasons or ()) - set(REASONS))
+        if unknown:
+            raise InvalidJudgement(
+                f"unknown reason(s) {', '.join(unknown)}; choose from {', '.join(REASONS)}"
+            )
         self._require_exchange(completion_id)
         row = {
             "exchange_id": completion_id,

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from feedback.arena import BattleNotReady, UnknownBattle
 from feedback.errors import InvalidJudgement, UnknownExchange
 
 log = logging.getLogger("flywheel.gateway")
@@ -90,6 +91,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidJudgement)
     async def _invalid_judgement(_: Request, exc: InvalidJudgement):
         return error_response(400, str(exc), "invalid_request_error", None, "invalid_judgement")
+
+    @app.exception_handler(UnknownBattle)
+    async def _unknown_battle(_: Request, exc: UnknownBattle):
+        return error_response(404, str(exc), "invalid_request_error", None, "not_found")
+
+    @app.exception_handler(BattleNotReady)
+    async def _battle_not_ready(_: Request, exc: BattleNotReady):
+        return error_response(409, str(exc), "invalid_request_error", None, "conflict")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):

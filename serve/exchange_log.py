@@ -7,7 +7,6 @@ parsed into an `Exchange` here, in the writer, never between two tokens.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from feedback import Exchange, Store
+from serve.sse import SSEDecoder
 
 log = logging.getLogger("flywheel.log")
 
@@ -69,16 +69,7 @@ def exchange_from_response(info: RequestInfo, data: dict[str, Any]) -> Exchange 
 def exchange_from_stream(info: RequestInfo, chunks: list[bytes], ended: float) -> Exchange | None:
     """Rebuild the answer from the relayed SSE bytes (first choice; usage if the engine sent it)."""
     completion_id, parts, usage, finish = None, [], None, None
-    # SSE lines end at \n only; str.splitlines() would also cut at \x85 or \u2028, which a
-    # model may well emit inside a JSON string, and lose tokens.
-    for line in b"".join(chunks).split(b"\n"):
-        line = line.rstrip(b"\r")
-        if not line.startswith(b"data: ") or line == b"data: [DONE]":
-            continue
-        try:
-            event = json.loads(line[6:])
-        except json.JSONDecodeError:
-            continue
+    for event in SSEDecoder().feed(b"".join(chunks) + b"\n"):
         completion_id = completion_id or event.get("id")
         usage = event.get("usage") or usage
         for choice in event.get("choices") or []:

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 
 from feedback import Store
 from feedback.api_keys import ApiKeys
+from feedback.arena import Arena
 from serve.adapters import AdapterRegistry
 from serve.auth import ApiKeyAuth
 from serve.config import Settings
@@ -32,7 +33,7 @@ from serve.errors import NotFound, install_error_handlers
 from serve.exchange_log import ExchangeLogger
 from serve.json_body import JsonBodies
 from serve.metrics import GatewayMetrics, MetricsMiddleware
-from serve.routes import adapters, feedback, health, openai
+from serve.routes import adapters, arena, feedback, health, openai
 from serve.services import Services
 
 log = logging.getLogger("flywheel.gateway")
@@ -54,7 +55,9 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
     exchange_log = ExchangeLogger(store, on_logged=metrics.count_exchange)
     metrics.watch_queue(exchange_log.queue.qsize)
     engine_client = EngineClient(engine.url)
-    return Services(settings, store, engine, registry, exchange_log, engine_client, metrics)
+    return Services(
+        settings, store, engine, registry, exchange_log, engine_client, metrics, Arena(store)
+    )
 
 
 def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
@@ -82,7 +85,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.add_middleware(ApiKeyAuth, keys=ApiKeys(services.store), local_mode=local_mode)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     install_error_handlers(app)
-    for module in (openai, feedback, adapters, health):
+    for module in (openai, feedback, arena, adapters, health):
         app.include_router(module.router)
 
     @app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from feedback.store import REASONS
+
 ADAPTER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
@@ -16,8 +18,18 @@ class FlywheelModel(BaseModel):
 class RatingRequest(FlywheelModel):
     completion_id: str = Field(min_length=1, max_length=200, description="the `id` of an answer")
     value: Literal[1, -1] = Field(description="1 thumbs up, -1 thumbs down")
-    reasons: list[str] | None = Field(default=None, max_length=20)
+    reasons: list[str] | None = Field(
+        default=None, max_length=20, description=f"any of: {', '.join(REASONS)}"
+    )
     comment: str | None = Field(default=None, max_length=10_000)
+    rater: str | None = Field(default=None, max_length=200)
+
+
+class EditRequest(FlywheelModel):
+    completion_id: str = Field(min_length=1, max_length=200, description="the answer corrected")
+    content: str = Field(
+        min_length=1, max_length=100_000, description="what the answer should have been"
+    )
     rater: str | None = Field(default=None, max_length=200)
 
 
@@ -67,3 +79,83 @@ class RegistryChange(BaseModel):
     live: str | None = None
     previous: str | None = None
     retired: str | list[str] | None = None
+
+
+# -- arena -----------------------------------------------------------------------------------
+
+
+class ChatMessage(FlywheelModel):
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=100_000)
+
+
+class BattleSampling(FlywheelModel):
+    """Both sides are sampled with the same settings, so only the models differ."""
+
+    stream: bool = False
+    max_tokens: int = Field(default=256, ge=1, le=4096)
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    rater: str | None = Field(default=None, max_length=200)
+
+    def engine_params(self) -> dict:
+        return self.model_dump(include={"max_tokens", "temperature", "top_p"})
+
+
+class BattleRequest(BattleSampling):
+    messages: list[ChatMessage] = Field(min_length=1, max_length=200)
+    models: list[str] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=2,
+        description="two model names to pit against each other (default: the arena picks)",
+    )
+
+
+class TurnRequest(BattleSampling):
+    messages: list[ChatMessage] = Field(
+        min_length=1, max_length=20, description="the next message(s), sent to both sides"
+    )
+
+
+class BattleResponseText(BaseModel):
+    text: str
+    completion_id: str
+    names_model: bool = Field(description="the answer names a model: it may reveal its side")
+
+
+class Battle(BaseModel):
+    battle_id: str
+    object: Literal["arena.battle"] = "arena.battle"
+    status: str
+    turns: int
+    responses: list[BattleResponseText]
+
+
+class VoteRequest(FlywheelModel):
+    winner: Literal["a", "b", "tie", "both_bad"]
+    rater: str | None = Field(default=None, max_length=200)
+
+
+class VoteResult(BaseModel):
+    battle_id: str
+    winner: str
+    models: dict[str, str] = Field(description="`{a: model, b: model}`, revealed by the vote")
+    comparison_id: int | None = None
+
+
+class LeaderboardRow(BaseModel):
+    model: str
+    status: str = Field(description="base, live, candidate or retired")
+    rating: float
+    ci_low: float
+    ci_high: float
+    rank: int
+    battles: int
+    win_rate: float
+
+
+class Leaderboard(BaseModel):
+    object: Literal["list"] = "list"
+    battles: int
+    data: list[LeaderboardRow]

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from feedback import Store
+from feedback.arena import Arena
 from serve.adapters import AdapterRegistry
 from serve.config import Settings
 from serve.engine import Engine
@@ -25,6 +26,7 @@ class Services:
     exchange_log: ExchangeLogger
     engine_client: EngineClient  # pooled connections to the engine, for the hot path
     metrics: GatewayMetrics
+    arena: Arena
 
 
 def get_services(request: Request) -> Services:

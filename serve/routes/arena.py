@@ -1,0 +1,255 @@
+"""The anonymous arena over HTTP: battles, one vote each, and the leaderboard.
+
+Responses before the vote carry no model name: answers are referred to as side a and b, and
+the engine's own chunks (which name the model) are never relayed.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from feedback.arena import SETTLED_AFTER, Arena, choose_pair
+from feedback.leaderboard import Standing
+from serve.battle_streams import SideAnswer, generate_pair
+from serve.errors import APIError, Conflict, error_body
+from serve.protocol import (
+    Battle,
+    BattleRequest,
+    BattleResponseText,
+    BattleSampling,
+    Leaderboard,
+    LeaderboardRow,
+    TurnRequest,
+    VoteRequest,
+    VoteResult,
+)
+from serve.routes.feedback import rater_for
+from serve.routes.openai import api_key_id
+from serve.services import Services, ServicesDep
+from serve.sse import encode_event
+
+router = APIRouter(prefix="/v1/arena", tags=["arena"])
+
+_rng = random.SystemRandom()  # pairing and side order must not be predictable
+
+
+def _served_models(services: Services) -> list[str]:
+    loaded = services.registry.loaded
+    adapters = [a["engine_name"] for a in services.store.adapters() if a["engine_name"] in loaded]
+    return [services.registry.base_name, *adapters]
+
+
+def _unsettled(services: Services, incumbent: str) -> list[str]:
+    """Candidates whose rating cannot yet be told apart from the live model's."""
+    standings = {s.model: s for s in services.arena.standings(anchor=services.registry.base_name)}
+    live = standings.get(incumbent)
+    unsettled = []
+    for adapter in services.store.adapters():
+        if adapter["status"] != "candidate":
+            continue
+        mine = standings.get(adapter["engine_name"])
+        few = mine is None or mine.battles < SETTLED_AFTER or live is None
+        if few or (mine.ci_low <= live.ci_high and live.ci_low <= mine.ci_high):
+            unsettled.append(adapter["engine_name"])
+    return unsettled
+
+
+def _pick_models(services: Services, requested: list[str] | None) -> tuple[str, str]:
+    if requested:
+        a, b = (services.registry.resolve(name) for name in requested)
+        if a == b:
+            raise Conflict("the two models are the same version; name two different ones")
+        return (a, b) if _rng.random() < 0.5 else (b, a)
+    incumbent = services.registry.resolve("live")
+    unsettled = _unsettled(services, incumbent)
+    return choose_pair(
+        _served_models(services),
+        services.arena.battles_per_model(),
+        unsettled,
+        incumbent,
+        _rng,
+    )
+
+
+def _names_model(text: str, services: Services) -> bool:
+    """Flag an answer that names a model (FastChat #1210): it could give its side away."""
+    names = {services.registry.base_name, "smollm"}
+    names |= {a["name"] for a in services.store.adapters()}
+    lowered = text.lower()
+    return any(
+        re.search(rf"(?<![\w-]){re.escape(n.lower())}(?![\w-])", lowered) for n in names if n
+    )
+
+
+def _battle_body(
+    battle_id: str, answers: dict[str, SideAnswer], turns: int, services: Services
+) -> Battle:
+    return Battle(
+        battle_id=battle_id,
+        status="ready",
+        turns=turns,
+        responses=[
+            BattleResponseText(
+                text=answers[s].completion,
+                completion_id=answers[s].id,
+                names_model=_names_model(answers[s].completion, services),
+            )
+            for s in ("a", "b")
+        ],
+    )
+
+
+async def _run_turn(
+    services: Services,
+    battle: dict[str, Any],
+    req: BattleSampling,
+    key_id: int | None,
+):
+    """Generate both sides; stream them as SSE events or answer once both are done."""
+    arena: Arena = services.arena
+    pair = generate_pair(
+        services,
+        (battle["model_a"], battle["model_b"]),
+        (battle["history_a"], battle["history_b"]),
+        req.engine_params(),
+        key_id,
+    )
+
+    async def finish(answers: dict[str, SideAnswer]) -> Battle:
+        await run_in_threadpool(
+            arena.record_answers,
+            battle["id"],
+            {"id": answers["a"].id, "completion": answers["a"].completion},
+            {"id": answers["b"].id, "completion": answers["b"].completion},
+        )
+        return _battle_body(battle["id"], answers, battle["turns"] + 1, services)
+
+    if not req.stream:
+        try:
+            async for item in pair:
+                if isinstance(item, dict):
+                    return await finish(item)
+        finally:
+            await pair.aclose()
+            arena.fail(battle["id"])  # no-op once the answers are recorded
+        raise APIError("the battle ended without answers")
+
+    async def events():
+        try:
+            async for item in pair:
+                if isinstance(item, tuple):
+                    side, text = item
+                    yield encode_event({"battle_id": battle["id"], "side": side, "delta": text})
+                else:
+                    body = await finish(item)
+                    yield encode_event(body.model_dump())
+                    yield encode_event("[DONE]")
+        except APIError as exc:
+            yield encode_event(error_body(exc.message, exc.type, code=exc.code))
+        finally:
+            await pair.aclose()
+            arena.fail(battle["id"])  # the client left or a side failed: no vote possible
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post("/battles", response_model=Battle)
+async def start_battle(req: BattleRequest, request: Request, services: ServicesDep):
+    """Two served models answer the same messages; which is which stays hidden until the vote.
+
+    With `stream: true` the answers arrive as SSE events `{battle_id, side, delta}`, paced
+    equally, then one event with the whole battle, then `[DONE]`.
+    """
+    model_a, model_b = _pick_models(services, req.models)
+    messages = [m.model_dump() for m in req.messages]
+    key_id = api_key_id(request)
+    battle_id = await run_in_threadpool(
+        services.arena.open, messages, model_a, model_b, rater_for(request, req.rater), key_id
+    )
+    battle = await run_in_threadpool(services.arena.get, battle_id)
+    return await _run_turn(services, battle, req, key_id)
+
+
+@router.post("/battles/{battle_id}/turns", response_model=Battle)
+async def continue_battle(
+    battle_id: str, req: TurnRequest, request: Request, services: ServicesDep
+):
+    """Another turn before the vote: each side answers with its own history."""
+    battle = await run_in_threadpool(
+        services.arena.begin_turn, battle_id, [m.model_dump() for m in req.messages]
+    )
+    return await _run_turn(services, battle, req, api_key_id(request))
+
+
+@router.get("/battles/{battle_id}")
+async def get_battle(battle_id: str, services: ServicesDep) -> dict:
+    """A battle's state; its models only once it has been voted on."""
+    battle = await run_in_threadpool(services.arena.get, battle_id)
+    body = {
+        "battle_id": battle["id"],
+        "object": "arena.battle",
+        "status": battle["status"],
+        "turns": battle["turns"],
+        "histories": {"a": battle["history_a"], "b": battle["history_b"]},
+    }
+    if battle["status"] == "voted":
+        body["winner"] = battle["winner"]
+        body["models"] = {"a": battle["model_a"], "b": battle["model_b"]}
+    return body
+
+
+@router.post("/battles/{battle_id}/vote", response_model=VoteResult)
+async def vote(
+    battle_id: str, req: VoteRequest, request: Request, services: ServicesDep
+) -> VoteResult:
+    """The one vote of a battle: a, b, tie or both_bad. The answer reveals both models."""
+    await services.exchange_log.flush()  # the single-turn vote is stored as a comparison
+    battle = await run_in_threadpool(
+        services.arena.vote, battle_id, req.winner, rater_for(request, req.rater)
+    )
+    return VoteResult(
+        battle_id=battle_id,
+        winner=req.winner,
+        models={"a": battle["model_a"], "b": battle["model_b"]},
+        comparison_id=battle["comparison_id"],
+    )
+
+
+@router.get("/leaderboard", response_model=Leaderboard)
+async def get_leaderboard(
+    services: ServicesDep,
+    since: Annotated[str | None, Query(description="only votes from this ISO time on")] = None,
+    rounds: Annotated[int, Query(ge=10, le=1000, description="bootstrap rounds")] = 100,
+) -> Leaderboard:
+    """Bradley–Terry ratings (base model = 1000) with bootstrap 95 % intervals, from votes."""
+    standings: list[Standing] = await run_in_threadpool(
+        services.arena.standings, since, rounds, services.registry.base_name
+    )
+    status = {a["engine_name"]: a["status"] for a in services.store.adapters(True)}
+    status[services.registry.base_name] = "base"
+    return Leaderboard(
+        battles=sum(s.battles for s in standings) // 2,
+        data=[
+            LeaderboardRow(
+                model=s.model,
+                status=status.get(s.model, "retired"),
+                rating=s.rating,
+                ci_low=s.ci_low,
+                ci_high=s.ci_high,
+                rank=s.rank,
+                battles=s.battles,
+                win_rate=s.win_rate,
+            )
+            for s in standings
+        ],
+    )

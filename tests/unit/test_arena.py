@@ -1,0 +1,151 @@
+"""Arena battles in the store, pairing, and equal pacing of the two sides."""
+
+import random
+
+import pytest
+
+from feedback import Exchange, InvalidJudgement, Store
+from feedback.arena import Arena, BattleNotReady, UnknownBattle, choose_pair
+from serve.battle_streams import Pacer
+
+PROMPT = [{"role": "user", "content": "Name a colour."}]
+
+
+@pytest.fixture
+def arena():
+    return Arena(Store(None))
+
+
+def _answer(arena: Arena, battle_id: str, a: str = "Red.", b: str = "Blue.") -> tuple[str, str]:
+    battle = arena.get(battle_id)
+    ids = (f"chatcmpl-{battle_id}-{battle['turns']}-a", f"chatcmpl-{battle_id}-{battle['turns']}-b")
+    arena.store.log_exchanges(
+        Exchange(id=i, model=m, engine_model=m, messages=h, completion=t)
+        for i, m, h, t in zip(
+            ids,
+            (battle["model_a"], battle["model_b"]),
+            (battle["history_a"], battle["history_b"]),
+            (a, b),
+            strict=True,
+        )
+    )
+    arena.record_answers(
+        battle_id, {"id": ids[0], "completion": a}, {"id": ids[1], "completion": b}
+    )
+    return ids
+
+
+def test_vote_reveals_models_and_stores_a_comparison(arena):
+    battle_id = arena.open(PROMPT, "base", "tuned@1", rater="ann")
+    _answer(arena, battle_id)
+    battle = arena.vote(battle_id, "b")
+    assert (battle["model_a"], battle["model_b"], battle["winner"]) == ("base", "tuned@1", "b")
+    comparisons = arena.store.comparisons()
+    assert [(c["winner"], c["source"], c["rater"]) for c in comparisons] == [("b", "arena", "ann")]
+    assert arena.results() == [("base", "tuned@1", "b")]
+    assert arena.battles_per_model() == {"base": 1, "tuned@1": 1}
+
+
+def test_one_vote_per_battle_and_none_before_the_answers(arena):
+    battle_id = arena.open(PROMPT, "base", "tuned@1")
+    with pytest.raises(BattleNotReady, match="still being generated"):
+        arena.vote(battle_id, "a")
+    _answer(arena, battle_id)
+    arena.vote(battle_id, "tie")
+    with pytest.raises(BattleNotReady, match="one vote per battle"):
+        arena.vote(battle_id, "a")
+    with pytest.raises(BattleNotReady):
+        arena.begin_turn(battle_id, [{"role": "user", "content": "more"}])
+    assert arena.results() == [("base", "tuned@1", "tie")]
+
+
+def test_failed_battle_cannot_be_voted_and_bad_input_is_refused(arena):
+    battle_id = arena.open(PROMPT, "base", "tuned@1")
+    arena.fail(battle_id)
+    with pytest.raises(BattleNotReady, match="could not be generated"):
+        arena.vote(battle_id, "a")
+    with pytest.raises(UnknownBattle):
+        arena.vote("battle-nope", "a")
+    with pytest.raises(InvalidJudgement):
+        arena.open(PROMPT, "base", "base")
+    ready = arena.open(PROMPT, "base", "tuned@1")
+    _answer(arena, ready)
+    with pytest.raises(InvalidJudgement, match="winner"):
+        arena.vote(ready, "both_good")
+
+
+def test_multi_turn_keeps_each_sides_history(arena):
+    battle_id = arena.open(PROMPT, "base", "tuned@1")
+    _answer(arena, battle_id, "Red.", "Blue.")
+    follow_up = [{"role": "user", "content": "Why?"}]
+    arena.begin_turn(battle_id, follow_up)
+    with pytest.raises(BattleNotReady):
+        arena.vote(battle_id, "a")  # the second turn is still being generated
+    _answer(arena, battle_id, "Because.", "Sky.")
+    battle = arena.get(battle_id)
+    assert battle["turns"] == 2
+    assert [m["content"] for m in battle["history_a"]] == [
+        "Name a colour.",
+        "Red.",
+        "Why?",
+        "Because.",
+    ]
+    assert [m["content"] for m in battle["history_b"]] == [
+        "Name a colour.",
+        "Blue.",
+        "Why?",
+        "Sky.",
+    ]
+    voted = arena.vote(battle_id, "a")
+    assert voted["comparison_id"] is None  # different histories: counted in the arena only
+    assert arena.results() == [("base", "tuned@1", "a")]
+
+
+def test_standings_follow_the_votes(arena):
+    for _ in range(6):
+        battle_id = arena.open(PROMPT, "base", "tuned@1")
+        _answer(arena, battle_id)
+        arena.vote(battle_id, "b")
+    first = {s.model: s for s in arena.standings(anchor="base", rounds=20)}
+    assert first["tuned@1"].rating > first["base"].rating == 1000
+    battle_id = arena.open(PROMPT, "base", "tuned@1")
+    _answer(arena, battle_id)
+    arena.vote(battle_id, "a")
+    second = {s.model: s for s in arena.standings(anchor="base", rounds=20)}
+    assert second["tuned@1"].battles == 7  # recomputed after the new vote, not served stale
+
+
+def test_pairing_sends_unsettled_candidates_against_live():
+    rng = random.Random(0)
+    models = ["base", "old@1", "new@1"]
+    pairs = [
+        choose_pair(models, {"base": 50, "old@1": 50}, ["new@1"], "old@1", rng) for _ in range(400)
+    ]
+    assert all(a != b for a, b in pairs)
+    with_new = [p for p in pairs if "new@1" in p]
+    against_live = [p for p in with_new if "old@1" in p]
+    assert len(with_new) > 0.6 * len(pairs)  # half focused, and the weights favour few battles
+    assert len(against_live) > 0.5 * len(pairs)
+    assert 0.35 < sum(p[0] == "new@1" for p in with_new) / len(with_new) < 0.65  # side random
+
+
+def test_pairing_weights_favour_models_with_few_battles():
+    rng = random.Random(1)
+    models = ["a", "b", "c"]
+    pairs = [choose_pair(models, {"a": 0, "b": 400, "c": 400}, [], "b", rng) for _ in range(600)]
+    share_a = sum("a" in p for p in pairs) / len(pairs)
+    assert share_a > 0.8
+    with pytest.raises(InvalidJudgement, match="at least two"):
+        choose_pair(["base"], {}, [], "base", rng)
+
+
+def test_pacer_keeps_sides_within_slack_and_releases_everything():
+    pacer = Pacer(slack=5)
+    out = pacer.add("a", "0123456789")
+    assert out == [("a", "01234")]  # b has sent nothing: a may lead by 5
+    out = pacer.add("b", "xy")
+    assert out == [("b", "xy"), ("a", "56")]
+    out = pacer.finish("b")  # b is done: a flows freely
+    assert out == [("a", "789")]
+    sent = "".join(t for s, t in [("a", "01234"), ("a", "56"), ("a", "789")])
+    assert sent == "0123456789"

@@ -74,7 +74,8 @@ def error_response(
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     first = exc.errors()[0]
-    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    where = ("body", "query", "path", "header")  # OpenAI names the parameter alone
+    loc = [str(part) for part in first.get("loc", ()) if part not in where]
     param = ".".join(loc) or None
     return (f"{param}: {first['msg']}" if param else first["msg"]), param
 

@@ -31,9 +31,10 @@ from serve.engine import Engine, EngineFailed
 from serve.engine_client import EngineClient
 from serve.errors import NotFound, install_error_handlers
 from serve.exchange_log import ExchangeLogger
+from serve.group_commit import GroupCommit
 from serve.json_body import JsonBodies
 from serve.metrics import GatewayMetrics, MetricsMiddleware
-from serve.routes import adapters, arena, feedback, health, openai
+from serve.routes import adapters, arena, export, feedback, health, openai
 from serve.services import Services
 
 log = logging.getLogger("flywheel.gateway")
@@ -56,7 +57,15 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
     metrics.watch_queue(exchange_log.queue.qsize)
     engine_client = EngineClient(engine.url)
     return Services(
-        settings, store, engine, registry, exchange_log, engine_client, metrics, Arena(store)
+        settings,
+        store,
+        engine,
+        registry,
+        exchange_log,
+        engine_client,
+        metrics,
+        Arena(store),
+        GroupCommit(store),
     )
 
 
@@ -66,9 +75,11 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         services.exchange_log.start()
+        services.writes.start()
         await services.engine_client.start()
         yield
         await services.exchange_log.close()  # nothing acknowledged is dropped at shutdown
+        await services.writes.close()
         await services.engine_client.close()
 
     app = FastAPI(
@@ -85,7 +96,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.add_middleware(ApiKeyAuth, keys=ApiKeys(services.store), local_mode=local_mode)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     install_error_handlers(app)
-    for module in (openai, feedback, arena, adapters, health):
+    for module in (openai, feedback, export, arena, adapters, health):
         app.include_router(module.router)
 
     @app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])

@@ -14,6 +14,7 @@ from serve.config import Settings
 from serve.engine import Engine
 from serve.engine_client import EngineClient
 from serve.exchange_log import ExchangeLogger
+from serve.group_commit import GroupCommit
 from serve.metrics import GatewayMetrics
 
 
@@ -27,6 +28,7 @@ class Services:
     engine_client: EngineClient  # pooled connections to the engine, for the hot path
     metrics: GatewayMetrics
     arena: Arena
+    writes: GroupCommit  # judgements, committed in groups (one fsync per batch)
 
 
 def get_services(request: Request) -> Services:

@@ -214,7 +214,7 @@ async def vote(
 ) -> VoteResult:
     """The one vote of a battle: a, b, tie or both_bad. The answer reveals both models."""
     await services.exchange_log.flush()  # the single-turn vote is stored as a comparison
-    battle = await run_in_threadpool(
+    battle = await services.writes.run(
         services.arena.vote, battle_id, req.winner, rater_for(request, req.rater)
     )
     return VoteResult(

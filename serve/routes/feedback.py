@@ -25,7 +25,7 @@ def rater_for(request: Request, given: str | None) -> str | None:
 async def create_rating(req: RatingRequest, request: Request, services: ServicesDep) -> Created:
     """Thumbs up (1) or down (-1) on an answer, by its completion id."""
     await services.exchange_log.flush()  # an answer that just finished must be findable
-    rating_id = await run_in_threadpool(
+    rating_id = await services.writes.run(
         services.store.add_rating,
         req.completion_id,
         req.value,
@@ -43,7 +43,7 @@ async def create_comparison(
     """Which of two answers to the same messages is better: a, b, tie or both_bad."""
     await services.exchange_log.flush()
     a, b = req.completion_ids
-    comparison_id = await run_in_threadpool(
+    comparison_id = await services.writes.run(
         services.store.add_comparison, a, b, req.winner, rater_for(request, req.rater), req.source
     )
     return Created(id=comparison_id, object="feedback.comparison")
@@ -53,7 +53,7 @@ async def create_comparison(
 async def create_edit(req: EditRequest, request: Request, services: ServicesDep) -> Created:
     """What an answer should have been: an SFT example, and a DPO pair against the original."""
     await services.exchange_log.flush()
-    edit_id = await run_in_threadpool(
+    edit_id = await services.writes.run(
         services.store.add_edit, req.completion_id, req.content, rater_for(request, req.rater)
     )
     return Created(id=edit_id, object="feedback.edit")

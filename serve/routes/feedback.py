@@ -64,3 +64,10 @@ async def rater_statistics(services: ServicesDep) -> dict:
     """Judgements per rater, and how often each agrees with others who judged the same thing."""
     rows = await run_in_threadpool(rater_stats, services.store)
     return {"object": "list", "data": rows}
+
+
+@router.get("/counts")
+async def counts(services: ServicesDep) -> dict[str, int]:
+    """How much has been collected: exchanges, ratings, comparisons, edits, battles, ..."""
+    await services.exchange_log.flush()
+    return await run_in_threadpool(services.store.counts)

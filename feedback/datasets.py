@@ -6,38 +6,18 @@ import hashlib
 import json
 from typing import Any
 
+from feedback.exports import export_rows
 from feedback.store import Store
 
 
 def dpo_pairs(store: Store) -> list[dict[str, Any]]:
-    """`{prompt, chosen, rejected}` rows from decisive comparisons.
+    """`{prompt, chosen, rejected}` rows: every DPO row of `feedback.exports` (both splits).
 
-    Ties and both-bad votes say nothing about which answer to prefer, so they are left out;
-    the same (prompt, chosen, rejected) judged twice counts once.
+    Decisive comparisons and edits; ties and both-bad votes say nothing about which answer to
+    prefer, contested pairs contradict themselves, so both are left out; the same
+    (prompt, chosen, rejected) judged twice counts once.
     """
-    rows, seen = [], set()
-    for c in store.comparisons():
-        if c["winner"] not in ("a", "b"):
-            continue
-        chosen, rejected = (
-            (c["completion_a"], c["completion_b"])
-            if c["winner"] == "a"
-            else (c["completion_b"], c["completion_a"])
-        )
-        if chosen == rejected:
-            continue
-        key = (json.dumps(c["prompt"], sort_keys=True), chosen, rejected)
-        if key in seen:
-            continue
-        seen.add(key)
-        rows.append(
-            {
-                "prompt": c["prompt"],
-                "chosen": [{"role": "assistant", "content": chosen}],
-                "rejected": [{"role": "assistant", "content": rejected}],
-            }
-        )
-    return rows
+    return export_rows(store, "dpo", split="all").rows
 
 
 def snapshot_hash(rows: list[dict[str, Any]]) -> str:

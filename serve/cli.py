@@ -13,6 +13,7 @@ from pathlib import Path
 from serve.adapters_cli import add_adapters_parser
 from serve.config import Settings, add_data_dir_argument
 from serve.default_model import DEFAULT_MODEL_NAME, default_model_dir, prepare
+from serve.export_cli import add_export_parsers
 from serve.keys_cli import add_keys_parser
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"
@@ -114,6 +115,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     add_adapters_parser(sub)
     add_keys_parser(sub)
+    add_export_parsers(sub)
 
     test = sub.add_parser("test", help="run the test suite (pytest arguments pass through)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments for pytest")

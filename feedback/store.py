@@ -318,11 +318,17 @@ class Store:
 
     # -- training jobs ---------------------------------------------------------------------
 
-    def create_job(self, method: str, config: dict[str, Any], log_path: str | None = None) -> int:
+    def create_job(
+        self,
+        method: str,
+        config: dict[str, Any],
+        log_path: str | None = None,
+        status: str = "running",
+    ) -> int:
         row = {
             "method": method,
             "config": json.dumps(config),
-            "status": "running",
+            "status": status,
             "step": 0,
             "total_steps": None,
             "metrics": "[]",
@@ -346,6 +352,18 @@ class Store:
             db["jobs"].update(
                 job_id, {"step": step, "total_steps": total, "metrics": json.dumps(history)}
             )
+
+    def jobs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest jobs first, without their metrics history (that can be long)."""
+        rows = self.query(
+            """select id, method, config, status, step, total_steps, error, adapter,
+                      created_at, finished_at
+               from jobs order by id desc limit ?""",
+            [limit],
+        )
+        for row in rows:
+            row["config"] = json.loads(row["config"])
+        return rows
 
     def job(self, job_id: int) -> dict[str, Any] | None:
         with self._lock:

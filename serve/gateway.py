@@ -32,9 +32,10 @@ from serve.engine_client import EngineClient
 from serve.errors import NotFound, install_error_handlers
 from serve.exchange_log import ExchangeLogger
 from serve.group_commit import GroupCommit
+from serve.jobs import JobRunner
 from serve.json_body import JsonBodies
 from serve.metrics import GatewayMetrics, MetricsMiddleware
-from serve.routes import adapters, arena, export, feedback, health, openai
+from serve.routes import adapters, arena, export, feedback, health, openai, train
 from serve.services import Services
 
 log = logging.getLogger("flywheel.gateway")
@@ -66,6 +67,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         metrics,
         Arena(store),
         GroupCommit(store),
+        JobRunner(store, registry, settings.data_dir, settings.model),
     )
 
 
@@ -76,10 +78,12 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         services.exchange_log.start()
         services.writes.start()
+        services.jobs.start()
         await services.engine_client.start()
         yield
         await services.exchange_log.close()  # nothing acknowledged is dropped at shutdown
         await services.writes.close()
+        await services.jobs.close()
         await services.engine_client.close()
 
     app = FastAPI(
@@ -96,7 +100,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.add_middleware(ApiKeyAuth, keys=ApiKeys(services.store), local_mode=local_mode)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     install_error_handlers(app)
-    for module in (openai, feedback, export, arena, adapters, health):
+    for module in (openai, feedback, export, arena, adapters, health, train):
         app.include_router(module.router)
 
     @app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])

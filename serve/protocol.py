@@ -159,3 +159,41 @@ class Leaderboard(BaseModel):
     object: Literal["list"] = "list"
     battles: int
     data: list[LeaderboardRow]
+
+
+# -- training jobs ---------------------------------------------------------------------------
+
+
+class TrainJobRequest(FlywheelModel):
+    method: Literal["dpo", "kto", "reward", "sft"]
+    name: str | None = Field(
+        default=None,
+        pattern=ADAPTER_NAME_PATTERN,
+        description="adapter name (default: method-jobN)",
+    )
+    base: str | None = Field(
+        default=None,
+        max_length=200,
+        description="start from: base (default), live, or an adapter name to continue training",
+    )
+    params: dict[str, str | int | float | bool | None] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="hyperparameters by name, as `flywheel train --help` lists them",
+    )
+
+
+class TrainJob(BaseModel):
+    id: int
+    object: Literal["train.job"] = "train.job"
+    method: str
+    status: str = Field(description="queued, running, succeeded, failed or cancelled")
+    step: int | None = None
+    total_steps: int | None = None
+    config: dict
+    error: str | None = None
+    adapter: str | None = Field(default=None, description="the adapter version it produced")
+    created_at: str
+    finished_at: str | None = None
+    metrics: list[dict] | None = Field(default=None, description="every logged row, in order")
+    log_tail: list[str] | None = None

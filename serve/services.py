@@ -15,6 +15,7 @@ from serve.engine import Engine
 from serve.engine_client import EngineClient
 from serve.exchange_log import ExchangeLogger
 from serve.group_commit import GroupCommit
+from serve.jobs import JobRunner
 from serve.metrics import GatewayMetrics
 
 
@@ -29,6 +30,7 @@ class Services:
     metrics: GatewayMetrics
     arena: Arena
     writes: GroupCommit  # judgements, committed in groups (one fsync per batch)
+    jobs: JobRunner  # training jobs as child processes
 
 
 def get_services(request: Request) -> Services:

@@ -1,0 +1,182 @@
+"""Training jobs started over HTTP: each one a `flywheel train` child process of the gateway.
+
+A child process, not a thread: training holds the GIL and most of the CPU for minutes, and a
+crash or a kill must not take the gateway with it. The child writes its progress into the
+store (the UI draws the loss curve from it) and its adapter into `runs/job-N/adapter`; the
+gateway registers that adapter itself once the child has exited cleanly, so the registry keeps
+a single writer and a child never needs an admin key. One job runs at a time: on a small
+machine two would only slow each other down and the engine with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from feedback import Store
+from serve.adapters import AdapterRegistry
+from serve.errors import Conflict, NotFound
+
+log = logging.getLogger("flywheel.jobs")
+
+METHODS = ("dpo", "kto", "reward", "sft")
+FINISHED = ("succeeded", "failed", "cancelled")
+REGISTRATION_FILE = "registration.json"  # written by the child next to the finished adapter
+
+
+@dataclass
+class RunningJob:
+    job_id: int
+    process: subprocess.Popen
+    cancelled: bool = False
+
+
+class JobRunner:
+    def __init__(self, store: Store, registry: AdapterRegistry, data_dir: Path, model: str):
+        self.store = store
+        self.registry = registry
+        self.data_dir = data_dir
+        self.model = model
+        self.current: RunningJob | None = None
+        self._watcher: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._fail_orphans()
+        self._watcher = asyncio.create_task(self._watch())
+
+    def _fail_orphans(self) -> None:
+        """Jobs left `running` by a gateway that died: nothing is running them any more."""
+        for row in self.store.query("select id from jobs where status in ('queued', 'running')"):
+            self.store.update_job(
+                row["id"], status="failed", error="the gateway stopped while this job ran"
+            )
+
+    def submit(
+        self, method: str, name: str | None, base: str | None, params: dict[str, Any]
+    ) -> int:
+        if method not in METHODS:
+            raise NotFound(f"unknown training method {method!r}; use one of {', '.join(METHODS)}")
+        if self.current is not None:
+            raise Conflict(
+                f"job {self.current.job_id} is still running; wait for it or cancel it "
+                f"(POST /v1/train/jobs/{self.current.job_id}/cancel)"
+            )
+        config = {"params": params, "base": base, "name": name, "origin": "http"}
+        job_id = self.store.create_job(method, config, status="queued")
+        run_dir = self.data_dir / "runs" / f"job-{job_id}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "params.json").write_text(json.dumps(params, indent=2))
+        log_path = run_dir / "train.log"
+        command = [
+            sys.executable, "-m", "serve.cli", "train", "--method", method,
+            "--job-id", str(job_id), "--data-dir", str(self.data_dir), "--model", self.model,
+            "--config", str(run_dir / "params.json"), "--no-register",
+        ]  # fmt: skip
+        if name:
+            command += ["--name", name]
+        if base:
+            command += ["--base", base]
+        with open(log_path, "ab") as log_file:
+            process = subprocess.Popen(
+                command,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: cancel stops its children too
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        self.store.update_job(job_id, log_path=str(log_path))
+        self.current = RunningJob(job_id, process)
+        log.info("job %d: %s started (pid %d)", job_id, method, process.pid)
+        return job_id
+
+    def cancel(self, job_id: int) -> None:
+        job = self.store.job(job_id)
+        if job is None:
+            raise NotFound(f"no training job {job_id}")
+        if self.current is None or self.current.job_id != job_id:
+            raise Conflict(f"job {job_id} is not running (status: {job['status']})")
+        self.current.cancelled = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.current.process.pid, signal.SIGTERM)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            running = self.current
+            if running is None or running.process.poll() is None:
+                continue
+            try:
+                await self._finish(running)
+            except Exception:
+                log.exception("finishing job %d failed", running.job_id)
+            finally:
+                self.current = None
+
+    async def _finish(self, running: RunningJob) -> None:
+        """The child has exited: register its adapter, or record why there is none."""
+        code = running.process.returncode
+        job = self.store.job(running.job_id) or {}
+        if running.cancelled:
+            self.store.update_job(running.job_id, status="cancelled", error="cancelled by a user")
+            return
+        if code != 0:
+            if job.get("status") not in FINISHED:
+                how = f"signal {-code}" if code < 0 else f"exit code {code}"
+                tail = _tail(job.get("log_path"))
+                self.store.update_job(
+                    running.job_id,
+                    status="failed",
+                    error=f"the training process ended with {how}: {tail}",
+                )
+            return
+        run_dir = self.data_dir / "runs" / f"job-{running.job_id}"
+        registration = run_dir / REGISTRATION_FILE
+        if not registration.is_file():
+            self.store.update_job(
+                running.job_id, status="failed", error="the job ended without an adapter"
+            )
+            return
+        payload = json.loads(registration.read_text())
+        try:
+            lineage = {k: v for k, v in payload.items() if k not in ("name", "path")}
+            adapter = await self.registry.register(
+                payload["name"], Path(payload["path"]), **lineage
+            )
+        except Exception as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            self.store.update_job(running.job_id, status="failed", error=message)
+            return
+        self.store.update_job(running.job_id, status="succeeded", adapter=adapter["engine_name"])
+
+    async def close(self) -> None:
+        """The gateway is stopping: a running job is cancelled, not orphaned."""
+        if self._watcher:
+            self._watcher.cancel()
+        if self.current is not None:
+            self.current.cancelled = True
+            try:
+                os.killpg(self.current.process.pid, signal.SIGTERM)
+                await asyncio.to_thread(self.current.process.wait, 30)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(self.current.process.pid, signal.SIGKILL)
+            self.store.update_job(
+                self.current.job_id, status="cancelled", error="the gateway stopped"
+            )
+            self.current = None
+
+
+def _tail(log_path: str | None, lines: int = 5) -> str:
+    if not log_path or not Path(log_path).is_file():
+        return "(no log)"
+    text = Path(log_path).read_text(errors="replace").strip().splitlines()
+    return " | ".join(text[-lines:]) or "(empty log)"

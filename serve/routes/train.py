@@ -1,0 +1,61 @@
+"""Training jobs over HTTP: start (admin), watch, cancel (admin). Each job is a child process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from serve.errors import NotFound
+from serve.protocol import TrainJob, TrainJobRequest
+from serve.services import ServicesDep
+
+router = APIRouter(prefix="/v1/train", tags=["training"])
+
+LOG_TAIL = 30
+
+
+def _job_or_404(services, job_id: int) -> dict:
+    job = services.store.job(job_id)
+    if job is None:
+        raise NotFound(f"no training job {job_id}; GET /v1/train/jobs lists them")
+    return job
+
+
+def _log_tail(path: str | None) -> list[str]:
+    if not path or not Path(path).is_file():
+        return []
+    lines = Path(path).read_text(errors="replace").replace("\r", "\n").splitlines()
+    return [line for line in lines if line.strip()][-LOG_TAIL:]
+
+
+@router.post("/jobs", status_code=201, response_model=TrainJob)
+async def start_job(req: TrainJobRequest, services: ServicesDep) -> dict:
+    """Train an adapter from the stored judgements; it is registered as a candidate when done."""
+    if req.base not in (None, "base"):
+        services.registry.resolve(req.base)  # 404 for an unknown model, before any work starts
+    job_id = await run_in_threadpool(
+        services.jobs.submit, req.method, req.name, req.base, dict(req.params)
+    )
+    return _job_or_404(services, job_id)
+
+
+@router.get("/jobs", response_model=list[TrainJob])
+async def list_jobs(services: ServicesDep) -> list[dict]:
+    """The newest 50 jobs, without their metrics history."""
+    return await run_in_threadpool(services.store.jobs)
+
+
+@router.get("/jobs/{job_id}", response_model=TrainJob)
+async def get_job(job_id: int, services: ServicesDep) -> dict:
+    """One job: progress, every logged metrics row (for a live loss curve), the log's tail."""
+    job = await run_in_threadpool(_job_or_404, services, job_id)
+    return {**job, "log_tail": _log_tail(job.get("log_path"))}
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=TrainJob)
+async def cancel_job(job_id: int, services: ServicesDep) -> dict:
+    """Stop a running job; it ends `cancelled` and leaves no adapter behind."""
+    services.jobs.cancel(job_id)
+    return _job_or_404(services, job_id)

@@ -177,3 +177,20 @@ def m004_arena_and_edits(db: Database) -> None:
     db["edits"].create_index(["exchange_id"])
     db["comparisons"].create_index(["created_at"])
     db["ratings"].create_index(["created_at"])
+
+
+@migrations()
+def m005_gate_decisions(db: Database) -> None:
+    """What the promotion gate decided about each candidate, and why (shown in the UI and API)."""
+    db["decisions"].create(
+        {
+            "id": int,
+            "candidate": str,  # engine name of the candidate version
+            "incumbent": str,  # the live model it was measured against
+            "action": str,  # promote | retire
+            "reason": str,
+            "evidence": str,  # JSON: ratings, intervals, battles, win rate at decision time
+            "created_at": str,
+        },
+        pk="id",
+    )

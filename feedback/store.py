@@ -316,6 +316,27 @@ class Store:
             )
         return rows[0] if rows else None
 
+    def add_decision(
+        self, candidate: str, incumbent: str, action: str, reason: str, evidence: dict
+    ) -> dict[str, Any]:
+        row = {
+            "candidate": candidate,
+            "incumbent": incumbent,
+            "action": action,
+            "reason": reason,
+            "evidence": json.dumps(evidence),
+            "created_at": now(),
+        }
+        with self.transaction() as db:
+            pk = db["decisions"].insert(row).last_pk
+        return {**row, "id": pk, "evidence": evidence}
+
+    def decisions(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self.query("select * from decisions order by id desc limit ?", [limit])
+        for row in rows:
+            row["evidence"] = json.loads(row["evidence"])
+        return rows
+
     # -- training jobs ---------------------------------------------------------------------
 
     def create_job(

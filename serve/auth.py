@@ -51,6 +51,7 @@ ADMIN_ROUTES: dict[str, frozenset[str]] = {
     "/v1/adapters": frozenset({"GET"}),  # anyone may list; register/promote/rollback/rm: admin
     "/v1/train": frozenset({"GET"}),  # anyone may watch; starting or stopping a job: admin
     "/v1/keys": frozenset(),  # managing keys: admin only
+    "/v1/loop": frozenset({"GET"}),  # anyone may read the gate's decisions; acting on them: admin
     "/v1/feedback/export": frozenset(),  # everyone's judgements in bulk: admin only
     "/v1/feedback/import": frozenset(),  # writes judgements in bulk: admin only
 }

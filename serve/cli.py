@@ -64,6 +64,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return run_train(args, model, name)
 
 
+def cmd_loop(args: argparse.Namespace) -> int:
+    from serve.gateway_client import GatewayRefused, GatewayUnreachable
+    from train.loop import run_loop
+
+    try:
+        return run_loop(args)
+    except (GatewayUnreachable, GatewayRefused) as exc:
+        print(f"flywheel loop: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     started = time.monotonic()
     code = subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args])
@@ -112,6 +125,19 @@ def make_parser() -> argparse.ArgumentParser:
 
     add_train_arguments(train)
     train.set_defaults(func=cmd_train)
+
+    loop = sub.add_parser(
+        "loop",
+        help="train, battle and promote unattended as judgements come in",
+        description="Each round: wait for --threshold new judgements, train a candidate, let "
+        "the arena judge it against the live model, then promote or retire it (the gate's "
+        "rules below). Runs against a running gateway; every decision is recorded with its "
+        "reason (GET /v1/loop/decisions).",
+    )
+    from train.loop import add_loop_arguments
+
+    add_loop_arguments(loop)
+    loop.set_defaults(func=cmd_loop)
 
     add_adapters_parser(sub)
     add_keys_parser(sub)

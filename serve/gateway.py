@@ -35,7 +35,7 @@ from serve.group_commit import GroupCommit
 from serve.jobs import JobRunner
 from serve.json_body import JsonBodies
 from serve.metrics import GatewayMetrics, MetricsMiddleware
-from serve.routes import adapters, arena, export, feedback, health, openai, train
+from serve.routes import adapters, arena, export, feedback, health, loop, openai, train
 from serve.services import Services
 
 log = logging.getLogger("flywheel.gateway")
@@ -100,7 +100,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.add_middleware(ApiKeyAuth, keys=ApiKeys(services.store), local_mode=local_mode)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     install_error_handlers(app)
-    for module in (openai, feedback, export, arena, adapters, health, train):
+    for module in (openai, feedback, export, arena, adapters, health, train, loop):
         app.include_router(module.router)
 
     @app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])

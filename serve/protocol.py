@@ -197,3 +197,23 @@ class TrainJob(BaseModel):
     finished_at: str | None = None
     metrics: list[dict] | None = Field(default=None, description="every logged row, in order")
     log_tail: list[str] | None = None
+
+
+# -- the loop's promotion gate ---------------------------------------------------------------
+
+
+class DecisionRequest(FlywheelModel):
+    candidate: str = Field(min_length=1, max_length=200, description="an adapter version, name@N")
+    action: Literal["promote", "retire"]
+    reason: str = Field(min_length=1, max_length=2000)
+    evidence: dict = Field(default_factory=dict)
+
+
+class DecisionInfo(BaseModel):
+    id: int
+    candidate: str
+    incumbent: str
+    action: str
+    reason: str
+    evidence: dict
+    created_at: str

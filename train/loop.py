@@ -1,0 +1,145 @@
+"""`flywheel loop`: new judgements -> train -> candidate -> arena -> promote or retire, unattended.
+
+The loop is a client of the running gateway, like the UI: it starts training jobs with
+`POST /v1/train/jobs`, reads the arena's leaderboard, and hands each decision to
+`POST /v1/loop/decisions`, which carries it out and records it with its reason. It holds no
+state of its own, so it can be stopped and started at any time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import fields
+from typing import Any
+
+from serve.gateway_client import GatewayRefused, add_gateway_arguments, call
+from train.gate import Decision, GatePolicy, decide
+
+JUDGEMENTS = ("ratings", "comparisons", "edits")
+
+
+def say(message: str) -> None:
+    print(f"flywheel loop: {message}", file=sys.stderr, flush=True)
+
+
+def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
+    add_gateway_arguments(parser)
+    parser.add_argument("--method", choices=["dpo", "kto", "sft"], default="dpo")
+    parser.add_argument("--name", default="loop", help="adapter name (versions: loop@1, @2, …)")
+    parser.add_argument(
+        "--threshold", type=int, default=16, help="new judgements that start a round (default: 16)"
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a training hyperparameter for each job, e.g. --param max_steps=20 (repeatable)",
+    )
+    parser.add_argument("--rounds", type=int, default=0, help="stop after N rounds (0: never)")
+    parser.add_argument("--poll", type=float, default=5.0, help="seconds between checks")
+    for f in fields(GatePolicy):
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=type(f.default),
+            default=f.default,
+            help=f"{f.metadata['help']} (default: %(default)s)",
+        )
+
+
+def _params(pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"flywheel loop: --param {pair!r} must look like key=value")
+        for cast in (int, float):
+            try:
+                params[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            params[key] = {"true": True, "false": False}.get(value.lower(), value)
+    return params
+
+
+def judgement_count(args) -> int:
+    counts = call(args, "GET", "/v1/feedback/counts")
+    return sum(counts.get(k, 0) for k in JUDGEMENTS)
+
+
+def train_candidate(args, params: dict[str, Any]) -> str | None:
+    """Run one job to its end; the new candidate's engine name, or None if it failed."""
+    job = call(
+        args, "POST", "/v1/train/jobs", {"method": args.method, "name": args.name, "params": params}
+    )
+    say(f"job {job['id']}: {args.method} training started")
+    last_step = -1
+    while job["status"] in ("queued", "running"):
+        time.sleep(args.poll)
+        job = call(args, "GET", f"/v1/train/jobs/{job['id']}")
+        if job.get("step") != last_step and job.get("total_steps"):
+            last_step = job["step"]
+            say(f"job {job['id']}: step {job['step']}/{job['total_steps']}")
+    if job["status"] != "succeeded":
+        say(f"job {job['id']} {job['status']}: {job.get('error')}")
+        return None
+    say(f"job {job['id']} done: candidate {job['adapter']} is answering")
+    return job["adapter"]
+
+
+def gate(args, candidate: str, policy: GatePolicy) -> Decision:
+    """Watch the leaderboard until the gate decides; then have the gateway act on it."""
+    last_reason = None
+    while True:
+        board = call(args, "GET", "/v1/arena/leaderboard")
+        live = call(args, "GET", "/v1/models")  # the `live` alias card names its version
+        live_version = next(
+            (m["root"] for m in live["data"] if m["id"] == "live"), live["data"][0]["id"]
+        )
+        rows = {row["model"]: row for row in board["data"]}
+        decision = decide(rows.get(candidate), rows.get(live_version), policy)
+        if decision.action != "wait":
+            call(
+                args,
+                "POST",
+                "/v1/loop/decisions",
+                {
+                    "candidate": candidate,
+                    "action": decision.action,
+                    "reason": decision.reason,
+                    "evidence": decision.evidence,
+                },
+            )
+            return decision
+        if decision.reason != last_reason:
+            say(f"{candidate}: waiting for arena votes ({decision.reason})")
+            last_reason = decision.reason
+        time.sleep(args.poll)
+
+
+def run_loop(args: argparse.Namespace) -> int:
+    policy = GatePolicy(**{f.name: getattr(args, f.name) for f in fields(GatePolicy)})
+    params = _params(args.param)
+    rounds = 0
+    seen = judgement_count(args)
+    say(f"{seen} judgements so far; a round starts after {args.threshold} new ones")
+    while not args.rounds or rounds < args.rounds:
+        while (now := judgement_count(args)) - seen < args.threshold:
+            time.sleep(args.poll)
+        seen = now
+        rounds += 1
+        say(f"round {rounds}: {now} judgements")
+        try:
+            candidate = train_candidate(args, params)
+            if candidate is None:
+                continue
+            decision = gate(args, candidate, policy)
+        except GatewayRefused as exc:
+            say(f"round {rounds} stopped: {exc}")
+            continue
+        say(f"round {rounds}: {decision.action} {candidate}: {decision.reason}")
+    return 0

@@ -26,7 +26,12 @@ def say(message: str) -> None:
 
 def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
     add_gateway_arguments(parser)
-    parser.add_argument("--method", choices=["dpo", "kto", "sft"], default="dpo")
+    parser.add_argument(
+        "--method",
+        choices=["dpo", "kto", "sft"],
+        default="dpo",
+        help="training method for each round (default: %(default)s)",
+    )
     parser.add_argument("--name", default="loop", help="adapter name (versions: loop@1, @2, …)")
     parser.add_argument(
         "--threshold", type=int, default=16, help="new judgements that start a round (default: 16)"
@@ -39,7 +44,7 @@ def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
         help="a training hyperparameter for each job, e.g. --param max_steps=20 (repeatable)",
     )
     parser.add_argument("--rounds", type=int, default=0, help="stop after N rounds (0: never)")
-    parser.add_argument("--poll", type=float, default=5.0, help="seconds between checks")
+    parser.add_argument("--poll", type=float, default=5.0, help="seconds between checks (default: %(default)s)")
     for f in fields(GatePolicy):
         parser.add_argument(
             "--" + f.name.replace("_", "-"),

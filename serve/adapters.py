@@ -5,6 +5,10 @@ serve stale prefix-cache entries (vLLM #42125). Loads and unloads are serialised
 and a probe request proves that the engine answers with an adapter before it counts as loaded.
 Names are resolved from an in-memory table rebuilt after each change, never from SQLite per
 request.
+
+Registration trusts nothing in the folder: it is validated where it lies (serve/adapter_checks.py),
+copied without following links and without pickle files, and the copy is validated again before
+the engine is given its path, so a folder changed mid-registration cannot slip through.
 """
 
 from __future__ import annotations
@@ -12,14 +16,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from feedback import Store
-from serve.adapter_checks import WEIGHTS_FILE, base_module_names, sha256_file, validate_adapter
+from feedback.api_keys import ApiKeys
+from serve.adapter_checks import (
+    WEIGHTS_FILE,
+    AdapterLimits,
+    BaseWeights,
+    copy_folder,
+    describe_base,
+    sha256_file,
+    validate_adapter,
+)
 from serve.errors import AdapterRejected, Conflict, EngineUnavailable, UnknownModel
 
 log = logging.getLogger("flywheel.adapters")
@@ -39,8 +52,12 @@ class AdapterRegistry:
         max_rank: int,
         engine_url: str | None = None,
         on_load: Callable[[str], None] | None = None,
+        adapter_roots: Sequence[Path] = (),
+        limits: AdapterLimits | None = None,
     ):
         self.store = store
+        self.adapter_roots = [Path(p) for p in adapter_roots]  # besides the data dir
+        self.limits = limits or AdapterLimits()
         self.on_load = on_load  # called with "ok" or "failed" after every load attempt
         self.root = root
         self.base_name = base_name
@@ -50,7 +67,7 @@ class AdapterRegistry:
         self.loaded: set[str] = set()
         self._engine_lock = asyncio.Lock()  # one load/unload at a time
         self._change_lock = asyncio.Lock()  # one registration/promotion at a time
-        self._base_modules: set[str] | None = None
+        self._base: BaseWeights | None = None
         self._routes: dict[str, str] = {}
         self.refresh()
 
@@ -98,13 +115,40 @@ class AdapterRegistry:
 
     # -- registration ----------------------------------------------------------------------
 
+    def allowed_roots(self) -> list[Path] | None:
+        """Folders adapters may be registered from; None (any readable folder) in local mode.
+
+        Keyless local mode only runs on loopback, where the caller is someone on this machine.
+        Once an API key exists, or an `--adapter-root` was given, only the data dir (the
+        folder holding the managed store) and the given roots are accepted.
+        """
+        if not self.adapter_roots and not ApiKeys(self.store).any_active():
+            return None
+        return [self.root.parent, *self.adapter_roots]
+
+    def _validate(self, path: Path, roots: list[Path] | None) -> dict[str, Any]:
+        return validate_adapter(
+            path, self.base_model, self.max_rank, self._base, limits=self.limits, roots=roots
+        )
+
     def _managed_copy(self, source: Path, digest: str) -> Path:
         """Content-addressed copy: the same weights are stored once, whatever their name."""
         target = self.root / "sha256" / digest
         if not (target / WEIGHTS_FILE).is_file():
             staging = target.with_name(digest + ".tmp")
             shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(source, staging, symlinks=False)
+            try:
+                try:
+                    copy_folder(source, staging, self.limits)  # no links followed, no pickles
+                except OSError as exc:  # a link or a special file swapped in after the checks
+                    raise AdapterRejected(f"could not copy {source}: {exc}") from None
+                if sha256_file(staging / WEIGHTS_FILE) != digest:
+                    msg = f"{source} changed while it was registered; register it once complete"
+                    raise AdapterRejected(msg)
+                self._validate(staging, roots=None)  # what the engine will load, checked again
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
             shutil.rmtree(target, ignore_errors=True)
             staging.rename(target)
         return target
@@ -115,9 +159,10 @@ class AdapterRegistry:
         Registering the same weights under the same name again returns the existing version.
         """
         source = Path(source)
-        if self._base_modules is None:
-            self._base_modules = await asyncio.to_thread(base_module_names, self.base_model)
-        config = validate_adapter(source, self.base_model, self.max_rank, self._base_modules)
+        if self._base is None:
+            self._base = await asyncio.to_thread(describe_base, self.base_model)
+        # Everything is checked before anything is written or the engine is called.
+        config = await asyncio.to_thread(self._validate, source, self.allowed_roots())
         digest = await asyncio.to_thread(sha256_file, source / WEIGHTS_FILE)
         async with self._change_lock:
             for row in self.store.adapters():

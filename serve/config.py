@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_MAX_LORA_RANK = 16  # the engine's --max-lora-rank; adapters above it are refused
+# Caps on what a caller can make the gateway read or the engine do (docs/security.md).
+DEFAULT_MAX_ADAPTER_BYTES = 2 << 30  # an adapter folder's total size; r16 on a 7B model is ~80 MiB
+DEFAULT_MAX_ADAPTER_FILES = 100  # entries in an adapter folder (files and sub-folders)
+DEFAULT_MAX_BODY_BYTES = 4 << 20  # a JSON request body on /v1 (bulk import has its own cap)
+DEFAULT_MAX_MESSAGES = 2_000  # messages in one chat completion request
 
 
 def default_data_dir() -> Path:
@@ -40,6 +45,14 @@ class Settings:
     max_loras: int = 4
     engine_args: list[str] = field(default_factory=list)  # passed verbatim to vLLM
     ui: bool = True
+    # Folders adapters may be registered from besides the data dir. Enforced once an API key
+    # exists, or as soon as one is given; in keyless local mode any readable folder is accepted.
+    adapter_roots: list[Path] = field(default_factory=list)
+    max_adapter_bytes: int = DEFAULT_MAX_ADAPTER_BYTES
+    max_adapter_files: int = DEFAULT_MAX_ADAPTER_FILES
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_messages: int = DEFAULT_MAX_MESSAGES
+    max_tokens_limit: int | None = None  # cap on max_tokens; None: the engine's max_model_len
 
     @property
     def db_path(self) -> Path:
@@ -52,6 +65,11 @@ class Settings:
     @property
     def logs_dir(self) -> Path:
         return self.data_dir / "logs"
+
+    @property
+    def max_tokens_cap(self) -> int:
+        """The largest `max_tokens` / `max_completion_tokens` a request may ask for."""
+        return self.max_tokens_limit or self.max_model_len
 
     @property
     def public_url(self) -> str:

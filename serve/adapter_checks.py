@@ -352,7 +352,7 @@ def _check_tensors(
                 f"{name} has rank {rank} but {CONFIG_FILE} says r={config.get('r')}: the "
                 f"weights and the config disagree; {RESAVE}"
             )
-        if base is not None:
+        if base is not None and base.shapes:
             _check_fits_base(name, module, kind, shape, base, bool(config.get("fan_in_fan_out")))
 
 
@@ -410,7 +410,7 @@ def validate_adapter(
     path: Path,
     base_model: str,
     max_rank: int,
-    base: BaseWeights | None = None,
+    base: BaseWeights | set[str] | None = None,
     *,
     limits: AdapterLimits | None = None,
     roots: Sequence[Path] | None = None,
@@ -418,9 +418,12 @@ def validate_adapter(
     """Return the adapter config, or raise `AdapterRejected` naming the problem and the fix.
 
     Nothing here unpickles, follows a link or reads past the caps. `roots`: the folders the
-    adapter must lie under (None: anywhere). `base`: from `describe_base`, for shape checks.
+    adapter must lie under (None: anywhere). `base`: from `describe_base` (names and shapes),
+    or only the module names from `base_module_names`.
     """
     path = Path(path)
+    if isinstance(base, set):
+        base = BaseWeights(modules=base, shapes={})
     try:
         check_location(path, roots)
         files = scan_folder(path, limits or AdapterLimits())
@@ -462,6 +465,12 @@ def describe_base(base_model: str) -> BaseWeights | None:
                 shapes[name.removesuffix(".weight")] = shape
     modules = {part for module in shapes for part in module.split(".")}
     return BaseWeights(modules=modules, shapes=shapes)
+
+
+def base_module_names(base_model: str) -> set[str] | None:
+    """Module names of a local base model folder (`q_proj`, ...); None if it is not one."""
+    base = describe_base(base_model)
+    return base.modules if base else None
 
 
 def copy_folder(source: Path, target: Path, limits: AdapterLimits) -> None:

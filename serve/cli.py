@@ -11,7 +11,14 @@ import time
 from pathlib import Path
 
 from serve.adapters_cli import add_adapters_parser
-from serve.config import Settings, add_data_dir_argument
+from serve.config import (
+    DEFAULT_MAX_ADAPTER_BYTES,
+    DEFAULT_MAX_ADAPTER_FILES,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_MESSAGES,
+    Settings,
+    add_data_dir_argument,
+)
 from serve.default_model import DEFAULT_MODEL_NAME, default_model_dir, prepare
 from serve.export_cli import add_export_parsers
 from serve.keys_cli import add_keys_parser
@@ -42,6 +49,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         max_model_len=args.max_model_len,
         engine_args=args.engine_arg,
         ui=not args.no_ui,
+        adapter_roots=args.adapter_root,
+        max_adapter_bytes=args.max_adapter_mib << 20,
+        max_adapter_files=args.max_adapter_files,
+        max_body_bytes=args.max_body_mib << 20,
+        max_messages=args.max_messages,
+        max_tokens_limit=args.max_tokens_cap,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per engine call is noise
@@ -87,6 +100,49 @@ def cmd_test(args: argparse.Namespace) -> int:
     return code
 
 
+def add_limit_arguments(up: argparse.ArgumentParser) -> None:
+    """What callers may make the gateway read or generate (docs/security.md)."""
+    up.add_argument(
+        "--adapter-root",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="a folder adapters may be registered from, besides the data dir; repeatable. "
+        "Enforced once an API key exists or any root is given (keyless local mode: any folder)",
+    )
+    up.add_argument(
+        "--max-adapter-mib",
+        type=int,
+        default=DEFAULT_MAX_ADAPTER_BYTES >> 20,
+        help="largest adapter folder accepted, in MiB (default: %(default)s)",
+    )
+    up.add_argument(
+        "--max-adapter-files",
+        type=int,
+        default=DEFAULT_MAX_ADAPTER_FILES,
+        help="most files in an adapter folder (default: %(default)s)",
+    )
+    up.add_argument(
+        "--max-body-mib",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES >> 20,
+        help="largest /v1 request body in MiB, else 413 (default: %(default)s)",
+    )
+    up.add_argument(
+        "--max-messages",
+        type=int,
+        default=DEFAULT_MAX_MESSAGES,
+        help="most messages in one chat request (default: %(default)s)",
+    )
+    up.add_argument(
+        "--max-tokens-cap",
+        type=int,
+        metavar="N",
+        help="largest max_tokens a request may ask for (default: --max-model-len)",
+    )
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flywheel",
@@ -118,6 +174,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="extra vLLM flag, repeatable (e.g. --engine-arg=--tensor-parallel-size=2)",
     )
     up.add_argument("--no-ui", action="store_true", help="serve the API only")
+    add_limit_arguments(up)
     up.set_defaults(func=cmd_up)
 
     train = sub.add_parser("train", help="train a LoRA adapter from the stored judgements")

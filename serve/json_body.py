@@ -1,26 +1,131 @@
-"""Read every API body as JSON, whatever its declared content type.
+"""Read every API body as JSON, whatever its declared content type, and cap what a request asks.
 
 `curl -d '{...}'` declares form-urlencoded and some clients send no type at all; the OpenAI
 routes (relayed as bytes) accept such bodies, so the typed flywheel routes must too. A pure
-ASGI middleware: it only rewrites one request header and never touches response streams.
+ASGI middleware: it rewrites one request header and never touches response streams.
+
+It also caps the body's size (413 in OpenAI's shape) before any route reads it: a body
+declared too large is refused unread, one sent without a length is counted as it arrives.
+The body is read once, here, and handed on as it came; nothing is parsed twice. What a chat
+request asks for (messages, max_tokens) is checked by `check_generation_limits` in the route,
+on the JSON it parses anyway.
 """
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serve.config import DEFAULT_MAX_BODY_BYTES
+from serve.errors import BadRequest, error_body
 
 LENIENT_TYPES = (b"", b"application/x-www-form-urlencoded", b"text/plain")
+# Paths that stream their own large bodies under their own cap (bulk import: 512 MiB, admin).
+OWN_BODY_CAP = ("/v1/feedback/import",)
 
 
 class JsonBodies:
-    def __init__(self, app: ASGIApp, prefix: str = "/v1/"):
+    def __init__(
+        self,
+        app: ASGIApp,
+        prefix: str = "/v1/",
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ):
         self.app = app
         self.prefix = prefix
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
-            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
-            declared = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip()
-            if declared in LENIENT_TYPES:
-                scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-type", b"").split(b";")[0].strip()
+        if declared in LENIENT_TYPES:
+            others = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            scope = {**scope, "headers": [*others, (b"content-type", b"application/json")]}
+        if scope["path"] in OWN_BODY_CAP:
+            await self.app(scope, receive, send)
+            return
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            await self._too_large(send)  # refused unread: a client expecting 100 sends nothing
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left mid-upload: nobody to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    async def _too_large(self, send: Send) -> None:
+        cap = self.max_body_bytes
+        size = f"{cap >> 20} MiB" if cap >= 1 << 20 else f"{cap} bytes"
+        message = (
+            f"the request body is over this gateway's limit of {size}; send a smaller request "
+            "(fewer or shorter messages), or start the gateway with a larger --max-body-mib"
+        )
+        body = json.dumps(error_body(message, "invalid_request_error", code="request_too_large"))
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),  # the rest of the upload is not read
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body.encode()})
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body as one message, then the client's own channel (a stream listens for it)."""
+    pending = True
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def check_generation_limits(body: dict[str, Any], max_messages: int, max_tokens: int) -> None:
+    """Refuse a chat or completion request that asks for more than this gateway serves.
+
+    400 in OpenAI's shape with `param` set. `max_tokens` must be an integer, so that no string
+    the engine would coerce can slip past the cap.
+    """
+    messages = body.get("messages")
+    if isinstance(messages, list) and len(messages) > max_messages:
+        raise BadRequest(
+            f"`messages` holds {len(messages)} messages, over this gateway's limit of "
+            f"{max_messages}; send fewer (e.g. drop or summarise the oldest turns)",
+            param="messages",
+        )
+    for param in ("max_tokens", "max_completion_tokens"):
+        value = body.get(param)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (isinstance(value, float) and not value.is_integer())
+        ):
+            shown = json.dumps(value)[:60]
+            raise BadRequest(f"`{param}` must be an integer, not {shown}", param=param)
+        if value > max_tokens:
+            raise BadRequest(
+                f"`{param}` is {int(value)}, over this gateway's limit of {max_tokens} tokens; "
+                "ask for fewer",
+                param=param,
+            )

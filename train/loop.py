@@ -44,7 +44,9 @@ def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
         help="a training hyperparameter for each job, e.g. --param max_steps=20 (repeatable)",
     )
     parser.add_argument("--rounds", type=int, default=0, help="stop after N rounds (0: never)")
-    parser.add_argument("--poll", type=float, default=5.0, help="seconds between checks (default: %(default)s)")
+    parser.add_argument(
+        "--poll", type=float, default=5.0, help="seconds between checks (default: %(default)s)"
+    )
     for f in fields(GatePolicy):
         parser.add_argument(
             "--" + f.name.replace("_", "-"),

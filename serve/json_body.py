@@ -9,12 +9,19 @@ declared too large is refused unread, one sent without a length is counted as it
 The body is read once, here, and handed on as it came; nothing is parsed twice. What a chat
 request asks for (messages, max_tokens) is checked by `check_generation_limits` in the route,
 on the JSON it parses anyway.
+
+Because bodies of any declared type count as JSON, a web page on another site could make a
+visitor's browser POST to a keyless local gateway (a "simple" request needs no CORS preflight;
+its answer is unreadable, its side effects are not). So a request that a browser marks as
+coming from another origin is refused (403): CORS is off, so no cross-origin page can use
+the API anyway, and servers, scripts and this gateway's own pages send no foreign `Origin`.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +29,10 @@ from serve.config import DEFAULT_MAX_BODY_BYTES
 from serve.errors import BadRequest, error_body
 
 LENIENT_TYPES = (b"", b"application/x-www-form-urlencoded", b"text/plain")
+CROSS_ORIGIN = (
+    "cross-origin browser requests are refused (this gateway does not enable CORS); call the "
+    "API from a server or a script, or through this gateway's own pages"
+)
 # Paths that stream their own large bodies under their own cap (bulk import: 512 MiB, admin).
 OWN_BODY_CAP = ("/v1/feedback/import",)
 
@@ -42,6 +53,9 @@ class JsonBodies:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
+        if not _same_origin(headers):
+            await _refuse(send, 403, "cross_origin_refused", CROSS_ORIGIN)
+            return
         declared = headers.get(b"content-type", b"").split(b";")[0].strip()
         if declared in LENIENT_TYPES:
             others = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
@@ -75,14 +89,28 @@ class JsonBodies:
             f"the request body is over this gateway's limit of {size}; send a smaller request "
             "(fewer or shorter messages), or start the gateway with a larger --max-body-mib"
         )
-        body = json.dumps(error_body(message, "invalid_request_error", code="request_too_large"))
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),  # the rest of the upload is not read
-        ]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body.encode()})
+        await _refuse(send, 413, "request_too_large", message)
+
+
+async def _refuse(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps(error_body(message, "invalid_request_error", code=code)).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),  # the request body is not read
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _same_origin(headers: dict[bytes, bytes]) -> bool:
+    """No `Origin` (not a browser, or a same-origin GET), or one naming this very host."""
+    origin = headers.get(b"origin")
+    if origin is None:
+        return True
+    netloc = urlsplit(origin.decode("latin-1").strip()).netloc.lower()
+    hosts = {headers.get(b"host", b""), headers.get(b"x-forwarded-host", b"").split(b",")[0]}
+    return bool(netloc) and netloc in {h.decode("latin-1").strip().lower() for h in hosts}
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -105,6 +105,31 @@ def test_bodies_without_a_json_type_still_reach_typed_routes(client):
     assert resp.json() == {"name": "curl"}
 
 
+# -- cross-origin browser requests (CSRF on a keyless local gateway) --------------------------
+
+
+def test_a_page_on_another_site_cannot_post_to_the_api(client, calls):
+    # a "simple" request: a browser sends it without a CORS preflight
+    headers = {"Origin": "https://evil.example", "content-type": "text/plain"}
+    resp = client.post("/v1/echo", content=b'{"name": "x"}', headers=headers)
+    assert "CORS" in assert_error(resp, 403, "cross_origin_refused")
+    assert calls == []
+    null_origin = client.post("/v1/echo", content=b"{}", headers={"Origin": "null"})
+    assert null_origin.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # a server, a script, the openai client
+        {"Origin": "http://testserver"},  # the gateway's own pages (e.g. /docs)
+        {"Origin": "https://api.example.com", "X-Forwarded-Host": "api.example.com"},  # proxied
+    ],
+)
+def test_same_origin_and_non_browser_requests_pass(client, headers):
+    assert client.post("/v1/echo", content=b"{}", headers=headers).status_code == 200
+
+
 # -- what a chat request asks for --------------------------------------------------------------
 
 
@@ -146,6 +171,14 @@ def gateway(tmp_path) -> TestClient:
     # the engine is never called: nothing here reaches a relayed route's engine call
     settings = Settings("m", "m", data_dir=tmp_path, ui=False, engine_url="http://127.0.0.1:9")
     return TestClient(create_app(settings))
+
+
+def test_the_keyless_gateway_refuses_a_cross_site_adapter_registration(gateway, tmp_path):
+    body = b'{"name": "x", "path": "/tmp"}'
+    headers = {"Origin": "http://evil.example", "content-type": "text/plain"}
+    resp = gateway.post("/v1/adapters", content=body, headers=headers)
+    assert_error(resp, 403, "cross_origin_refused")
+    assert gateway.get("/v1/adapters").json() == []
 
 
 def test_the_gateway_refuses_a_body_over_4_mib(gateway):

@@ -12,14 +12,14 @@ import json
 import shutil
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 from feedback import Store
 from feedback.datasets import dpo_pairs, snapshot_hash
 from serve.config import DEFAULT_MAX_LORA_RANK, add_data_dir_argument
 from serve.gateway_client import GatewayUnreachable, add_gateway_arguments, call
-from train.dpo import DpoParams, train_dpo
+from train import dpo
+from train.methods import add_params_arguments, load_params, overrides_from_args
 
 NO_PAIRS = (
     "no decisive comparisons to train on yet: in the UI press Regenerate and pick the better "
@@ -39,14 +39,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="base model folder (default: SmolLM2-135M-Instruct)")
     add_data_dir_argument(parser)
     add_gateway_arguments(parser)
-    for f in fields(DpoParams):
-        flag = "--" + f.name.replace("_", "-")
-        parser.add_argument(
-            flag,
-            type=type(f.default),
-            default=f.default,
-            help=f"{f.metadata['help']} (default: %(default)s)",
-        )
+    add_params_arguments(parser, dpo.DpoParams)
 
 
 def _code_revision() -> str | None:
@@ -84,7 +77,7 @@ def run_train(args: argparse.Namespace, model_path: str, base_name: str) -> int:
     if not rows:
         say(NO_PAIRS)
         return 2
-    params = DpoParams(**{f.name: getattr(args, f.name) for f in fields(DpoParams)})
+    params = load_params("dpo", overrides=overrides_from_args(args, dpo.DpoParams))
     dataset_hash = snapshot_hash(rows)
     config = {"params": params.to_dict(), "pairs": len(rows), "dataset_hash": dataset_hash}
     job_id = store.create_job(args.method, config)
@@ -96,7 +89,7 @@ def run_train(args: argparse.Namespace, model_path: str, base_name: str) -> int:
         store.append_job_metrics(job_id, step, total, metrics)
 
     try:
-        metrics = train_dpo(model_path, rows, staging, params, on_log)
+        metrics = dpo.train(model_path, rows, [], staging, params, on_log)
         lineage = {
             "method": args.method,
             "base_model": model_path,

@@ -1,110 +1,67 @@
-"""DPO on preference pairs with a LoRA adapter: TRL's `DPOTrainer`, configured for a small CPU.
+"""DPO on preference pairs with a LoRA adapter: TRL's `DPOTrainer` on the shared skeleton.
 
-Defaults were chosen on measurements (FACTS.md): with ~80 pairs, lr 5e-4 over a few epochs
-moves a style preference from ~11 % to ~80 % of answers, while 1e-4 barely moves it.
-The reference model is the base itself (the adapter disabled), its log-probs computed once
-up front (`precompute_ref_log_probs`) instead of at every step.
+Rows: `{prompt, chosen, rejected}`, each a list of messages. The reference is always the base
+model: for a new adapter that is the model with its adapter disabled; when continuing from
+`init_adapter` it is a separate, untouched copy of the base, because TRL would otherwise make a
+frozen copy of the starting adapter the reference (the iterative-DPO recipe keeps the reference
+fixed to the initial model; TRL #1824). Its log-probs are computed once up front
+(`precompute_ref_log_probs`) instead of at every step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serve.hardware import cpu_threads
+from train import lora
+from train.evaluation import preference_eval
+from train.lora import OnLog, TrainParams
 
 
 @dataclass
-class DpoParams:
-    learning_rate: float = field(default=5e-4, metadata={"help": "LoRA lr; 1e-4 barely moves"})
-    epochs: float = field(default=3, metadata={"help": "passes over the pairs"})
-    max_steps: int = field(default=-1, metadata={"help": "stop after N steps (-1: by epochs)"})
-    batch_size: int = field(default=8, metadata={"help": "pairs per step"})
+class DpoParams(TrainParams):
+    learning_rate: float = field(
+        default=5e-4, metadata={"help": "LoRA lr; measured: 5e-4 moves a preference, 1e-4 barely"}
+    )
     beta: float = field(default=0.1, metadata={"help": "DPO temperature: how far from the base"})
-    max_length: int = field(default=256, metadata={"help": "tokens per prompt+answer"})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank (<= engine --max-lora-rank)"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA path"})
-    target_modules: str = field(default="all-linear", metadata={"help": "layers to adapt"})
-    seed: int = field(default=0, metadata={"help": "seed for the run"})
-    threads: int = field(default=0, metadata={"help": "torch threads (0: all usable cores)"})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
-OnLog = Callable[[int, int, dict[str, float]], None]
-
-
-def train_dpo(
+def train(
     model_path: str,
-    rows: list[dict[str, Any]],
+    train_rows: list[dict[str, Any]],
+    eval_rows: list[dict[str, Any]],
     out_dir: Path,
     params: DpoParams,
     on_log: OnLog | None = None,
-) -> dict[str, float]:
-    """Train a LoRA adapter on `{prompt, chosen, rejected}` rows; save it to `out_dir`.
+    init_adapter: str | Path | None = None,
+) -> dict[str, Any]:
+    """Train a LoRA adapter on preference pairs, save it to `out_dir`, return its metrics.
 
-    Returns the last logged metrics. Heavy imports live here so the CLI starts fast.
+    Heavy imports live here so the CLI starts fast.
     """
-    import torch
     from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
-    if not rows:
-        raise ValueError("no preference pairs to train on")
-    torch.set_num_threads(params.threads or cpu_threads())
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    # fp32 weights: exact on every CPU; bf16 training would be emulated on AVX2-only machines.
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    last: dict[str, float] = {}
-
-    class Relay(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            row = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
-            if row:
-                last.update(row)
-                if on_log:
-                    on_log(state.global_step, state.max_steps, row)
-
+    lora.require_rows(train_rows, "preference pairs")
+    dtype = lora.setup(params)
+    model = lora.load_model(model_path, dtype, init_adapter)
+    # Continuing: TRL would make a frozen copy of the starting adapter the reference; pin the base.
+    ref_model = lora.load_model(model_path, dtype) if init_adapter is not None else None
+    run = lora.Run("dpo", params, on_log, train_rows, eval_rows, init_adapter)
     config = DPOConfig(
-        output_dir=str(out_dir.parent / (out_dir.name + ".checkpoints")),
-        per_device_train_batch_size=min(params.batch_size, len(rows)),
-        num_train_epochs=params.epochs,
-        max_steps=params.max_steps,
-        learning_rate=params.learning_rate,
+        **lora.config_kwargs(params, out_dir, len(train_rows), bool(eval_rows), dtype),
         beta=params.beta,
-        max_length=params.max_length,
         precompute_ref_log_probs=True,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        bf16=False,
-        seed=params.seed,
-        dataloader_num_workers=0,
-    )
-    lora = LoraConfig(
-        r=params.lora_r,
-        lora_alpha=params.lora_alpha,
-        lora_dropout=params.lora_dropout,
-        target_modules=params.target_modules,
-        task_type="CAUSAL_LM",
     )
     trainer = DPOTrainer(
         model=model,
+        ref_model=ref_model,
         args=config,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        peft_config=lora,
-        callbacks=[Relay()],
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+        processing_class=lora.load_tokenizer(model_path),
+        peft_config=lora.peft_config_for(params, model, init_adapter),
+        callbacks=run.callbacks,
     )
-    trainer.train()
-    trainer.model.save_pretrained(str(out_dir))
-    return last
+    return run.fit(trainer, out_dir, preference_eval, reference="base")

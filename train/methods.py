@@ -1,0 +1,119 @@
+"""The training methods by name, and their parameters from a config file and command-line overrides.
+
+Every method has the same shape: a params dataclass (`TrainParams` + its own knobs) and
+`train(model_path, train_rows, eval_rows, out_dir, params, on_log, init_adapter) -> metrics`.
+Parameters come, lowest priority first, from the dataclass defaults, a YAML/JSON `--config` file,
+then the command line (as in TRL's scripts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from train import dpo, kto, reward, sft
+from train.lora import TrainParams
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    params: type[TrainParams]
+    train: Callable[..., dict[str, Any]]
+    rows: str  # the row format `train` takes (TRL 1.16, conversational)
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("dpo", dpo.DpoParams, dpo.train, "{prompt, chosen, rejected}"),
+        Method("kto", kto.KtoParams, kto.train, "{prompt, completion, label}"),
+        Method("reward", reward.RewardParams, reward.train, "{prompt, chosen, rejected}"),
+        Method("sft", sft.SftParams, sft.train, "{messages}"),
+    )
+}
+
+
+def get(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}: choose one of {', '.join(METHODS)}") from None
+
+
+def _field_type(cls: type, name: str) -> type:
+    """The field's type, `X` for `X | None`."""
+    hint = typing.get_type_hints(cls)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def _coerce(kind: type, value: Any, name: str) -> Any:
+    if value is None:
+        return None
+    try:
+        if kind is bool and isinstance(value, str):
+            if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
+                raise ValueError(value)
+            return value.lower() in ("true", "yes", "1")
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return kind(value)  # YAML reads 5e-4 as a string: float() takes it
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: {value!r} is not a {kind.__name__}") from None
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A YAML or JSON mapping of parameter names (`lora_r` or `lora-r`) to values."""
+    import yaml
+
+    text = Path(path).read_text()
+    data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file holds a mapping of parameter names to values")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def load_params(
+    method: str, config: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> TrainParams:
+    """The method's params: defaults, then the config file, then `overrides` (None: not given).
+
+    A config file may name its method (`method: dpo`); it must then be this one. Unknown names
+    are refused rather than ignored, so a typo never silently trains with a default.
+    """
+    cls = get(method).params
+    values = read_config(config) if config else {}
+    named = values.pop("method", method)
+    if named != method:
+        raise ValueError(f"{config} is a config for {named!r}, not {method!r}")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown {method} parameters: {', '.join(unknown)}")
+    values.update({k: v for k, v in (overrides or {}).items() if k in names and v is not None})
+    return cls(**{k: _coerce(_field_type(cls, k), v, k) for k, v in values.items()})
+
+
+def add_params_arguments(parser: argparse.ArgumentParser, cls: type[TrainParams]) -> None:
+    """One `--flag` per field, with help and default; unset flags stay None (load_params)."""
+    for f in fields(cls):
+        default = f.default if f.default is not MISSING else None
+        kind = _field_type(cls, f.name)
+        help_text = f"{f.metadata['help']} (default: {default})".replace("%", "%%")
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, metavar=kind.__name__.upper(), help=help_text)
+
+
+def overrides_from_args(args: argparse.Namespace, cls: type[TrainParams]) -> dict[str, Any]:
+    return {f.name: getattr(args, f.name, None) for f in fields(cls)}

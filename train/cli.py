@@ -1,7 +1,9 @@
 """`flywheel train`: judgements -> dataset snapshot -> TRL run -> adapter -> registered and served.
 
-The run writes into `runs/job-N/adapter.tmp` and renames it only when complete, so a crash
-or Ctrl-C never leaves a half-written adapter where anything would pick it up.
+The run writes into `runs/job-N/adapter.tmp` and renames it only when complete, so a crash,
+a kill or Ctrl-C never leaves a half-written adapter where anything would pick it up. The
+same command runs jobs started over HTTP: the gateway then passes `--job-id` and
+`--no-register`, and registers the finished adapter itself.
 """
 
 from __future__ import annotations
@@ -9,22 +11,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from feedback import Store
-from feedback.datasets import dpo_pairs, snapshot_hash
+from feedback.exports import DEFAULT_EVAL_FRACTION, export_rows, row_split
 from serve.config import DEFAULT_MAX_LORA_RANK, add_data_dir_argument
 from serve.gateway_client import GatewayUnreachable, add_gateway_arguments, call
-from train import dpo
-from train.methods import add_params_arguments, load_params, overrides_from_args
+from train import methods
 
-NO_PAIRS = (
-    "no decisive comparisons to train on yet: in the UI press Regenerate and pick the better "
-    "answer, or POST /v1/feedback/comparisons (ties and both-bad votes are not used)"
-)
+NO_ROWS = {
+    "dpo": "no decisive comparisons to train on yet: in the UI press Regenerate and pick the "
+    "better answer, vote in the arena, or POST /v1/feedback/comparisons (ties and both-bad "
+    "votes are not preferences)",
+    "reward": "no decisive comparisons to train a reward model on yet: pick better answers in "
+    "the UI or the arena first",
+    "kto": "no rated answers yet: give answers a thumbs up or down (POST /v1/feedback/ratings)",
+    "sft": "no liked or edited answers yet: thumbs up good answers or edit bad ones",
+}
+SAMPLE_PROMPTS = 4  # answers of base and tuned side by side, saved with the job
+REGISTRATION_FILE = "registration.json"  # read by the gateway's job runner (serve/jobs.py)
 
 
 def say(message: str) -> None:
@@ -33,13 +44,42 @@ def say(message: str) -> None:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--method", choices=["dpo"], default="dpo", help="training method (KTO/reward/SFT: soon)"
+        "--method",
+        choices=list(methods.METHODS),
+        default="dpo",
+        help="dpo: preference pairs; kto: thumbs up/down; reward: a reward model from pairs "
+        "(used for best-of-n, not served); sft: liked and edited answers (default: dpo)",
     )
-    parser.add_argument("--name", help="adapter name (default: dpo-jobN)")
+    parser.add_argument("--name", help="adapter name (default: METHOD-jobN)")
+    parser.add_argument(
+        "--base",
+        default="base",
+        help="start from: base (a new LoRA), live, or an adapter name or name@N to continue "
+        "training it (default: base). The DPO/KTO reference is always the base model.",
+    )
+    parser.add_argument("--config", help="YAML or JSON file of hyperparameters (flags override)")
+    parser.add_argument(
+        "--eval-fraction",
+        type=float,
+        default=DEFAULT_EVAL_FRACTION,
+        help="share of prompts held out for evaluation, split by prompt hash (default: "
+        "%(default)s)",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=SAMPLE_PROMPTS,
+        help="held-out prompts answered by base and tuned model, saved in samples.json "
+        "(default: %(default)s; 0: none)",
+    )
     parser.add_argument("--model", help="base model folder (default: SmolLM2-135M-Instruct)")
+    parser.add_argument("--job-id", type=int, help=argparse.SUPPRESS)  # set by the gateway
+    parser.add_argument(
+        "--no-register", action="store_true", help="train only; do not hand the adapter over"
+    )
     add_data_dir_argument(parser)
     add_gateway_arguments(parser)
-    add_params_arguments(parser, dpo.DpoParams)
+    methods.add_all_params_arguments(parser)
 
 
 def _code_revision() -> str | None:
@@ -50,6 +90,37 @@ def _code_revision() -> str | None:
     except OSError:
         return None
     return out.stdout.strip() or None
+
+
+def _finite(value: Any) -> Any:
+    """JSON without NaN/inf (a diverged loss must not make the lineage unreadable)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _start_adapter(store: Store, base: str) -> dict[str, Any] | None:
+    """The adapter version to continue from (None: a new LoRA on the base model)."""
+    if base in ("base", "", None):
+        return None
+    if base == "live":
+        row = store.live_adapter()
+        if row is None:
+            raise ValueError("--base live: no adapter is live yet (the base model is); use base")
+        return row
+    if "@" in base:
+        row = store.adapter(base)
+    else:
+        versions = [r for r in store.adapters() if r["name"] == base]
+        live = [r for r in versions if r["status"] == "live"]
+        row = (live or versions or [None])[-1]
+    if row is None or row["status"] == "retired":
+        raise ValueError(f"--base {base}: no such adapter; `flywheel adapters list` shows them")
+    return row
 
 
 def _register(args, base_name: str, model_path: str, payload: dict) -> dict:
@@ -71,31 +142,108 @@ def _register(args, base_name: str, model_path: str, payload: dict) -> dict:
         return asyncio.run(registry.register(payload["name"], Path(payload["path"]), **lineage))
 
 
+def _cancel_on_sigterm() -> None:
+    """SIGTERM (a cancel from the gateway) unwinds like Ctrl-C: the job ends `cancelled`."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _save_samples(args, model_path: str, adapter: Path, eval_rows: list, train_rows: list) -> None:
+    from train.evaluation import sample_side_by_side
+
+    source = eval_rows or train_rows
+    prompts: list = []
+    for row in source:
+        prompt = row["prompt"] if "prompt" in row else row["messages"][:-1]
+        if prompt not in prompts:  # KTO and SFT rows repeat prompts
+            prompts.append(prompt)
+    prompts = prompts[: args.samples]
+    if not prompts:
+        return
+    samples = sample_side_by_side(model_path, adapter, prompts, max_new_tokens=48)
+    (adapter / "samples.json").write_text(json.dumps(samples, indent=2))
+
+
 def run_train(args: argparse.Namespace, model_path: str, base_name: str) -> int:
     store = Store(args.data_dir / "flywheel.db")
-    rows = dpo_pairs(store)
-    if not rows:
-        say(NO_PAIRS)
+    method = methods.get(args.method)
+    job_id = args.job_id
+    try:
+        params = methods.load_params(
+            args.method, args.config, {k: getattr(args, k, None) for k in vars(args)}
+        )
+        start = _start_adapter(store, args.base)
+        export = export_rows(store, args.method, split="all", eval_fraction=args.eval_fraction)
+    except (ValueError, OSError) as exc:
+        say(str(exc))
+        if job_id:
+            store.update_job(job_id, status="failed", error=str(exc))
         return 2
-    params = load_params("dpo", overrides=overrides_from_args(args, dpo.DpoParams))
-    dataset_hash = snapshot_hash(rows)
-    config = {"params": params.to_dict(), "pairs": len(rows), "dataset_hash": dataset_hash}
-    job_id = store.create_job(args.method, config)
+    train_rows = [
+        r for r in export.rows if row_split(args.method, r, args.eval_fraction) == "train"
+    ]
+    eval_rows = [r for r in export.rows if row_split(args.method, r, args.eval_fraction) == "eval"]
+    if not train_rows:
+        message = NO_ROWS[args.method]
+        if export.rows:
+            message = f"all {len(export.rows)} rows fell in the eval split; lower --eval-fraction"
+        say(message)
+        if job_id:
+            store.update_job(job_id, status="failed", error=message)
+        return 2
+
+    config = {
+        "params": params.to_dict(),
+        "base": args.base,
+        "init_adapter": start["engine_name"] if start else None,
+        "train_rows": len(train_rows),
+        "eval_rows": len(eval_rows),
+        "dataset_hash": export.snapshot,
+        "export_schema": export.schema,
+    }
+    if job_id:
+        store.update_job(job_id, status="running", config=json.dumps(config))
+    else:
+        job_id = store.create_job(args.method, config)
     run_dir = args.data_dir / "runs" / f"job-{job_id}"
     staging, final = run_dir / "adapter.tmp", run_dir / "adapter"
-    say(f"job {job_id}: DPO on {len(rows)} pairs (dataset {dataset_hash[:12]})")
+    say(
+        f"job {job_id}: {args.method} on {len(train_rows)} rows, {len(eval_rows)} held out "
+        f"(dataset {export.snapshot[:12]})"
+        + (f", continuing {start['engine_name']}" if start else "")
+    )
 
     def on_log(step: int, total: int, metrics: dict) -> None:
-        store.append_job_metrics(job_id, step, total, metrics)
+        store.append_job_metrics(job_id, step, total, _finite(metrics))
 
+    _cancel_on_sigterm()
     try:
-        metrics = dpo.train(model_path, rows, [], staging, params, on_log)
+        metrics = _finite(
+            method.train(
+                model_path,
+                train_rows,
+                eval_rows,
+                staging,
+                params,
+                on_log,
+                init_adapter=start["path"] if start else None,
+            )
+        )
+        if args.samples and args.method != "reward":
+            say(f"job {job_id}: answering {args.samples} held-out prompts with base and tuned")
+            _save_samples(args, model_path, staging, eval_rows, train_rows)
         lineage = {
             "method": args.method,
             "base_model": model_path,
+            "parent": config["init_adapter"],
             "job_id": job_id,
-            "dataset_hash": dataset_hash,
-            "pairs": len(rows),
+            "dataset_hash": export.snapshot,
+            "export_schema": export.schema,
+            "train_rows": len(train_rows),
+            "eval_rows": len(eval_rows),
             "params": params.to_dict(),
             "metrics": metrics,
             "code_revision": _code_revision(),
@@ -106,25 +254,35 @@ def run_train(args: argparse.Namespace, model_path: str, base_name: str) -> int:
     except BaseException as exc:
         status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
         store.update_job(job_id, status=status, error=f"{type(exc).__name__}: {exc}")
-        shutil.rmtree(staging, ignore_errors=True)
         say(f"job {job_id} {status}: {exc}")
         return 130 if status == "cancelled" else 1
     finally:
+        shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(run_dir / "adapter.tmp.checkpoints", ignore_errors=True)
 
+    if args.method == "reward":  # a scorer for best-of-n, not a chat adapter: nothing to serve
+        store.update_job(job_id, status="succeeded")
+        say(f"job {job_id} done: reward model in {final}")
+        return 0
     payload = {
         "name": args.name or f"{args.method}-job{job_id}",
         "path": str(final.resolve()),
+        "parent": config["init_adapter"],
         "job_id": job_id,
-        "dataset_hash": dataset_hash,
-        "hyperparameters": params.to_dict(),
+        "dataset_hash": export.snapshot,
+        "hyperparameters": {"method": args.method, **params.to_dict()},
         "metrics": metrics,
     }
+    if args.no_register:
+        (run_dir / REGISTRATION_FILE).write_text(json.dumps(payload, indent=2))
+        say(f"job {job_id} trained: {final} (to be registered by the gateway)")
+        return 0
     try:
         adapter = _register(args, base_name, model_path, payload)
     except Exception as exc:
-        store.update_job(job_id, status="failed", error=str(exc))
-        say(str(exc))
+        message = getattr(exc, "message", None) or str(exc)
+        store.update_job(job_id, status="failed", error=message)
+        say(message)
         return 1
     store.update_job(job_id, status="succeeded", adapter=adapter["engine_name"])
     say(

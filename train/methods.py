@@ -117,3 +117,28 @@ def add_params_arguments(parser: argparse.ArgumentParser, cls: type[TrainParams]
 
 def overrides_from_args(args: argparse.Namespace, cls: type[TrainParams]) -> dict[str, Any]:
     return {f.name: getattr(args, f.name, None) for f in fields(cls)}
+
+
+def add_all_params_arguments(parser: argparse.ArgumentParser) -> None:
+    """One `--flag` per parameter of any method (the method is chosen on the same line).
+
+    A parameter whose default differs between methods lists each method's default.
+    """
+    by_name: dict[str, list[tuple[str, Any]]] = {}
+    for method in METHODS.values():
+        for f in fields(method.params):
+            by_name.setdefault(f.name, []).append((method.name, f))
+    for name, entries in by_name.items():
+        first = entries[0][1]
+        defaults = {m: (f.default if f.default is not MISSING else None) for m, f in entries}
+        if len(entries) == len(METHODS) and len({repr(v) for v in defaults.values()}) == 1:
+            default = f"default: {first.default}"
+        else:
+            default = "; ".join(f"{m}: {v}" for m, v in defaults.items())
+        kind = _field_type(get(entries[0][0]).params, name)
+        help_text = f"{first.metadata['help']} ({default})".replace("%", "%%")
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, metavar=kind.__name__.upper(), help=help_text)

@@ -90,6 +90,21 @@ class Refusal(Exception):
         self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
 
 
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
+NOT_LOOPBACK = (
+    "a gateway without API keys answers only to loopback host names (localhost, 127.0.0.1); "
+    "create a key with `flywheel keys create` to serve other names"
+)
+
+
+def _loopback_host(scope: Scope) -> bool:
+    host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
+    if not host:
+        return True  # HTTP/1.0 without Host: not something a browser sends
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name in LOOPBACK_NAMES or name.startswith("127.")
+
+
 class ApiKeyAuth:
     def __init__(
         self, app: ASGIApp, keys: ApiKeys, prefix: str = "/v1/", local_mode: bool = True
@@ -116,9 +131,13 @@ class ApiKeyAuth:
     def _authorize(self, scope: Scope) -> dict[str, Any] | None:
         """The key making this request (None in local mode), or a `Refusal`."""
         if not self._keys_exist():
-            if self.local_mode:
-                return None
-            raise Refusal(401, "invalid_api_key", NO_KEYS)
+            if not self.local_mode:
+                raise Refusal(401, "invalid_api_key", NO_KEYS)
+            if not _loopback_host(scope):
+                # DNS rebinding: a web page whose name now points at 127.0.0.1 is same-origin
+                # to itself, so only the loopback names may use a keyless gateway.
+                raise Refusal(403, "host_refused", NOT_LOOPBACK)
+            return None
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():

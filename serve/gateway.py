@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from feedback import Store
 from feedback.api_keys import ApiKeys
 from feedback.arena import Arena
+from serve.adapter_checks import AdapterLimits
 from serve.adapters import AdapterRegistry
 from serve.auth import ApiKeyAuth
 from serve.config import Settings
@@ -53,6 +54,8 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         max_rank=settings.max_lora_rank,
         engine_url=engine.url,
         on_load=lambda result: metrics.adapter_loads.labels(result).inc(),
+        adapter_roots=settings.adapter_roots,
+        limits=AdapterLimits(settings.max_adapter_bytes, settings.max_adapter_files),
     )
     exchange_log = ExchangeLogger(store, on_logged=metrics.count_exchange)
     metrics.watch_queue(exchange_log.queue.qsize)
@@ -94,7 +97,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     )
     app.state.services = services
     # Starlette runs the last added first: metrics (sees every answer), auth, JSON bodies.
-    app.add_middleware(JsonBodies)
+    app.add_middleware(JsonBodies, max_body_bytes=settings.max_body_bytes)
     # Keyless "local mode" only on loopback: a public gateway stays closed if its last key goes.
     local_mode = _is_loopback(settings.host)
     app.add_middleware(ApiKeyAuth, keys=ApiKeys(services.store), local_mode=local_mode)

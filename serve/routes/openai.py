@@ -19,6 +19,7 @@ from starlette.background import BackgroundTask
 from serve.engine_client import EngineUnreachable
 from serve.errors import APIError, BadRequest, EngineUnavailable, error_body
 from serve.exchange_log import RequestInfo, exchange_from_response, exchange_from_stream
+from serve.json_body import check_generation_limits
 from serve.services import Services, ServicesDep
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -65,6 +66,7 @@ async def chat_completions(request: Request, services: ServicesDep) -> Response:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("`messages` must be a non-empty list", param="messages")
+    check_generation_limits(body, services.settings.max_messages, services.settings.max_tokens_cap)
     return await relay(services, "/v1/chat/completions", body, api_key_id(request))
 
 
@@ -73,6 +75,7 @@ async def completions(request: Request, services: ServicesDep) -> Response:
     body = await read_json_object(request)
     if body.get("prompt") in (None, "", []):
         raise BadRequest("`prompt` is required", param="prompt")
+    check_generation_limits(body, services.settings.max_messages, services.settings.max_tokens_cap)
     return await relay(services, "/v1/completions", body, api_key_id(request))
 
 

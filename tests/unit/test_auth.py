@@ -40,7 +40,7 @@ def tiny_app(keys: ApiKeys, local_mode: bool = True) -> TestClient:
         return {"ok": True}
 
     app.add_middleware(ApiKeyAuth, keys=keys, local_mode=local_mode)
-    return TestClient(app)
+    return TestClient(base_url="http://127.0.0.1", app=app)
 
 
 @pytest.fixture
@@ -188,5 +188,16 @@ def test_gateway_serves_keyless_only_on_loopback(tmp_path, host, status):
     # the engine is never called: listing adapters reads the store
     engine = "http://127.0.0.1:9"
     settings = Settings("m", "m", host=host, data_dir=tmp_path, ui=False, engine_url=engine)
-    client = TestClient(create_app(settings))
+    client = TestClient(base_url="http://127.0.0.1", app=create_app(settings))
     assert client.get("/v1/adapters").status_code == status
+
+
+def test_local_mode_answers_only_loopback_host_names(keys):
+    """DNS rebinding: evil.example re-pointed at 127.0.0.1 must not reach a keyless gateway."""
+    client = tiny_app(keys)
+    assert client.get("/v1/models", headers={"Host": "localhost:8000"}).status_code == 200
+    assert client.get("/v1/models", headers={"Host": "[::1]:8000"}).status_code == 200
+    refused = client.get("/v1/models", headers={"Host": "evil.example:8000"})
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "host_refused"
+    assert "flywheel keys create" in refused.json()["error"]["message"]

@@ -43,7 +43,7 @@ def store() -> Store:
 
 @pytest.fixture
 def client(store) -> TestClient:
-    return TestClient(app_for(store))
+    return TestClient(base_url="http://127.0.0.1", app=app_for(store))
 
 
 def test_export_streams_jsonl_with_its_identity_in_headers(client, store):
@@ -74,7 +74,9 @@ def test_export_as_parquet_with_filters(client, store):
 
 
 def test_an_empty_export_is_empty_and_says_why():
-    resp = TestClient(app_for(Store(None))).get("/v1/feedback/export?format=sft")
+    resp = TestClient(base_url="http://127.0.0.1", app=app_for(Store(None))).get(
+        "/v1/feedback/export?format=sft"
+    )
     assert resp.status_code == 200 and resp.text == ""
     assert resp.headers["x-flywheel-rows"] == "0"
     assert "thumbs up" in resp.headers["x-flywheel-hint"]
@@ -100,7 +102,7 @@ def test_bad_export_queries_are_400_in_openai_shape(client, query, param):
 
 def test_import_stores_rows_and_counts_them():
     store = Store(None)
-    client = TestClient(app_for(store))
+    client = TestClient(base_url="http://127.0.0.1", app=app_for(store))
     resp = client.post("/v1/feedback/import?format=dpo", content=jsonl(PAIR))
     assert resp.status_code == 201
     body = resp.json()
@@ -119,7 +121,9 @@ def test_import_stores_rows_and_counts_them():
 def test_import_of_a_parquet_export_round_trips(client, store):
     data = client.get("/v1/feedback/export?format=reward&as=parquet").content
     fresh = Store(None)
-    resp = TestClient(app_for(fresh)).post("/v1/feedback/import?format=reward", content=data)
+    resp = TestClient(base_url="http://127.0.0.1", app=app_for(fresh)).post(
+        "/v1/feedback/import?format=reward", content=data
+    )
     assert resp.status_code == 201
     assert export_rows(fresh, "reward").rows == export_rows(store, "reward").rows
 
@@ -127,7 +131,9 @@ def test_import_of_a_parquet_export_round_trips(client, store):
 def test_import_with_bad_rows_is_422_naming_them_and_stores_nothing():
     store = Store(None)
     body = jsonl(PAIR, {**PAIR, "chosen": [{"role": "user", "content": "x"}]}, b"{")
-    resp = TestClient(app_for(store)).post("/v1/feedback/import?format=dpo", content=body)
+    resp = TestClient(base_url="http://127.0.0.1", app=app_for(store)).post(
+        "/v1/feedback/import?format=dpo", content=body
+    )
     assert resp.status_code == 422
     error = resp.json()["error"]
     assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_rows")
@@ -156,7 +162,7 @@ def test_a_user_key_cannot_export_an_admin_key_can(store):
     _, admin = keys.create("boss", "admin")
     app = app_for(store)
     app.add_middleware(ApiKeyAuth, keys=keys)
-    client = TestClient(app)
+    client = TestClient(base_url="http://127.0.0.1", app=app)
     url = "/v1/feedback/export?format=dpo"
     denied = client.get(url, headers={"Authorization": f"Bearer {user}"})
     assert denied.status_code == 403 and "admin key" in denied.json()["error"]["message"]

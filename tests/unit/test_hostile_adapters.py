@@ -591,7 +591,7 @@ def test_the_gateway_answers_a_refusal_in_openai_shape(tmp_path, base):
     settings = Settings(
         str(base), BASE, data_dir=tmp_path / "data", ui=False, engine_url="http://127.0.0.1:9"
     )
-    client = TestClient(create_app(settings))
+    client = TestClient(base_url="http://127.0.0.1", app=create_app(settings))
     _, secret = ApiKeys(client.app.state.services.store).create("ops", "admin")
     body = {"name": "x", "path": str(make_adapter(tmp_path / "elsewhere"))}
     resp = client.post("/v1/adapters", json=body, headers={"Authorization": f"Bearer {secret}"})

@@ -57,7 +57,7 @@ def client(calls) -> TestClient:
         return {"bytes": sum([len(chunk) async for chunk in request.stream()])}
 
     app.add_middleware(JsonBodies, max_body_bytes=CAP)
-    return TestClient(app)
+    return TestClient(base_url="http://127.0.0.1", app=app)
 
 
 def assert_error(resp, status: int, code: str, param: str | None = None) -> str:
@@ -122,7 +122,7 @@ def test_a_page_on_another_site_cannot_post_to_the_api(client, calls):
     "headers",
     [
         {},  # a server, a script, the openai client
-        {"Origin": "http://testserver"},  # the gateway's own pages (e.g. /docs)
+        {"Origin": "http://127.0.0.1"},  # the gateway's own pages (e.g. /docs)
         {"Origin": "https://api.example.com", "X-Forwarded-Host": "api.example.com"},  # proxied
     ],
 )
@@ -170,7 +170,7 @@ def test_the_max_tokens_cap_defaults_to_the_context_length():
 def gateway(tmp_path) -> TestClient:
     # the engine is never called: nothing here reaches a relayed route's engine call
     settings = Settings("m", "m", data_dir=tmp_path, ui=False, engine_url="http://127.0.0.1:9")
-    return TestClient(create_app(settings))
+    return TestClient(base_url="http://127.0.0.1", app=create_app(settings))
 
 
 def test_the_keyless_gateway_refuses_a_cross_site_adapter_registration(gateway, tmp_path):

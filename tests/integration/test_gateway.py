@@ -115,8 +115,15 @@ def test_errors_are_openai_shaped(stack, method, path, body, status, code):
 
 
 def test_engine_errors_keep_their_status_and_shape(client):
-    with pytest.raises(openai.BadRequestError, match="max_model_len"):
+    too_long = [{"role": "user", "content": "word " * 3000}]  # over the 2048-token context
+    with pytest.raises(openai.BadRequestError, match="context length|max_model_len"):
+        client.chat.completions.create(model=BASE, messages=too_long, max_tokens=10)
+
+
+def test_max_tokens_over_the_cap_is_refused_before_the_engine(client):
+    with pytest.raises(openai.BadRequestError, match="over this gateway's limit") as caught:
         client.chat.completions.create(model=BASE, messages=QUESTION, max_tokens=10**6)
+    assert caught.value.param == "max_tokens"
 
 
 def test_health_reports_the_engine(stack):

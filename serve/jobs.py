@@ -103,7 +103,8 @@ class JobRunner:
         job = self.store.job(job_id)
         if job is None:
             raise NotFound(f"no training job {job_id}")
-        if self.current is None or self.current.job_id != job_id:
+        running = self.current is not None and self.current.job_id == job_id
+        if not running or job["status"] in FINISHED:
             raise Conflict(f"job {job_id} is not running (status: {job['status']})")
         self.current.cancelled = True
         with contextlib.suppress(ProcessLookupError):

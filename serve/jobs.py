@@ -46,7 +46,7 @@ class JobRunner:
         self.registry = registry
         self.data_dir = data_dir
         self.model = model
-        self.current: RunningJob | None = None
+        self.jobs: dict[int, RunningJob] = {}  # started and not yet finished by the watcher
         self._watcher: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -65,10 +65,11 @@ class JobRunner:
     ) -> int:
         if method not in METHODS:
             raise NotFound(f"unknown training method {method!r}; use one of {', '.join(METHODS)}")
-        if self.current is not None:
+        busy = [j for j in self.jobs.values() if j.process.poll() is None]
+        if busy:
             raise Conflict(
-                f"job {self.current.job_id} is still running; wait for it or cancel it "
-                f"(POST /v1/train/jobs/{self.current.job_id}/cancel)"
+                f"job {busy[0].job_id} is still running; wait for it or cancel it "
+                f"(POST /v1/train/jobs/{busy[0].job_id}/cancel)"
             )
         config = {"params": params, "base": base, "name": name, "origin": "http"}
         job_id = self.store.create_job(method, config, status="queued")
@@ -95,7 +96,7 @@ class JobRunner:
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         self.store.update_job(job_id, log_path=str(log_path))
-        self.current = RunningJob(job_id, process)
+        self.jobs[job_id] = RunningJob(job_id, process)
         log.info("job %d: %s started (pid %d)", job_id, method, process.pid)
         return job_id
 
@@ -103,25 +104,23 @@ class JobRunner:
         job = self.store.job(job_id)
         if job is None:
             raise NotFound(f"no training job {job_id}")
-        running = self.current is not None and self.current.job_id == job_id
-        if not running or job["status"] in FINISHED:
+        running = self.jobs.get(job_id)
+        if running is None or running.process.poll() is not None or job["status"] in FINISHED:
             raise Conflict(f"job {job_id} is not running (status: {job['status']})")
-        self.current.cancelled = True
+        running.cancelled = True
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.current.process.pid, signal.SIGTERM)
+            os.killpg(running.process.pid, signal.SIGTERM)
 
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(0.5)
-            running = self.current
-            if running is None or running.process.poll() is None:
-                continue
-            try:
-                await self._finish(running)
-            except Exception:
-                log.exception("finishing job %d failed", running.job_id)
-            finally:
-                self.current = None
+            for running in [j for j in self.jobs.values() if j.process.poll() is not None]:
+                try:
+                    await self._finish(running)
+                except Exception:
+                    log.exception("finishing job %d failed", running.job_id)
+                finally:
+                    del self.jobs[running.job_id]
 
     async def _finish(self, running: RunningJob) -> None:
         """The child has exited: register its adapter, or record why there is none."""
@@ -163,17 +162,22 @@ class JobRunner:
         """The gateway is stopping: a running job is cancelled, not orphaned."""
         if self._watcher:
             self._watcher.cancel()
-        if self.current is not None:
-            self.current.cancelled = True
-            try:
-                os.killpg(self.current.process.pid, signal.SIGTERM)
-                await asyncio.to_thread(self.current.process.wait, 30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(self.current.process.pid, signal.SIGKILL)
-            self.store.update_job(
-                self.current.job_id, status="cancelled", error="the gateway stopped"
-            )
-            self.current = None
+        for running in self.jobs.values():
+            if running.process.poll() is None:
+                try:
+                    os.killpg(running.process.pid, signal.SIGTERM)
+                    await asyncio.to_thread(running.process.wait, 30)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(running.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            job = self.store.job(running.job_id) or {}
+            if job.get("status") not in FINISHED:
+                self.store.update_job(
+                    running.job_id, status="cancelled", error="the gateway stopped"
+                )
+        self.jobs.clear()
 
 
 def _tail(log_path: str | None, lines: int = 5) -> str:

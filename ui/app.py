@@ -1,206 +1,116 @@
-"""The Chat tab: stream answers, thumbs on each answer, regenerate and pick the better one.
+"""The Gradio app: the tabs assembled, the page-wide access settings, keyboard shortcuts.
 
-Every action is one call to the gateway's API (see `ui.client`); the page holds only the
-conversation in `gr.State`. Markdown is rendered with HTML sanitised (Gradio's default), so
-a model answer can never run script in the rater's browser.
+It reaches flywheel only through the gateway's HTTP API, like any client. Each tab lives in its
+own module (`ui/*_tab.py`); this one lays them out and wires what crosses tabs: the API key's
+role (admin controls hidden from user keys) and the leaderboard refreshed after arena votes.
 """
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass, field
+import json
 
 import gradio as gr
-import openai
 
-from ui.client import GatewayClient, GatewayError
+from ui.access import ROLE_NOTES, build_access
+from ui.adapters_tab import build_adapters_tab
+from ui.arena_tab import build_arena_tab
+from ui.chat_tab import build_chat_tab
+from ui.data_tab import build_data_tab
+from ui.leaderboard_tab import build_leaderboard_tab
 
-WINNER_LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
+CONCURRENT_RUNS = 64  # per event (e.g. chat streams at once); each holds a worker thread
 
+# The gateway mounts the app with `gr.mount_gradio_app`, which replaces any css/js/head given
+# to gr.Blocks; so the page's own style and keys are installed by a component when it loads.
+CSS = """
+#access .form { gap: 8px; }
+.fw-cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 4px 0 8px; }
+.fw-card { flex: 1 1 120px; border: 1px solid var(--border-color-primary);
+  border-radius: 10px; padding: 12px 16px; background: var(--background-fill-secondary); }
+.fw-num { font-size: 28px; font-weight: 700; line-height: 1.1; }
+.fw-label { color: var(--body-text-color-subdued); font-size: 13px; }
+.fw-empty { padding: 24px; color: var(--body-text-color-subdued); text-align: center;
+  border: 1px dashed var(--border-color-primary); border-radius: 10px; }
+#vote-a, #vote-b, #vote-tie, #vote-both_bad { min-height: 48px; font-size: 16px; }
+#arena-warn-a p, #arena-warn-b p { color: #b45309; font-weight: 600; }
+#arena-reveal h3 { margin-bottom: 2px; }
+"""
 
-@dataclass
-class Conversation:
-    """The messages as sent to the model, and the completion id behind each assistant turn."""
-
-    messages: list[dict] = field(default_factory=list)
-    ids: list[str | None] = field(default_factory=list)  # parallel to messages
-    rival: tuple[str, str] | None = None  # (completion id, text) of a regenerated answer
-
-    def add(self, role: str, content: str, completion_id: str | None = None) -> None:
-        self.messages.append({"role": role, "content": content})
-        self.ids.append(completion_id)
-
-
-def _history(conv: Conversation) -> list[dict]:
-    return [dict(m) for m in conv.messages]
-
-
-def _error_text(exc: Exception) -> str:
-    if isinstance(exc, openai.AuthenticationError):
-        return "this gateway requires an API key: enter yours under “Sampling and access”"
-    if isinstance(exc, openai.APIStatusError):
-        try:
-            return exc.response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            return str(exc)
-    return str(exc)
+# Fast rating in the Arena: 1-4 vote, n starts the next battle. Keys typed into a text field
+# are left alone; a button that is hidden (another tab) or disabled is not clicked.
+KEYS_JS = """
+if (!window.__flywheelKeys) {
+  window.__flywheelKeys = true;
+  const style = document.createElement('style');
+  style.textContent = %s;
+  document.head.appendChild(style);
+  const keys = {'1': 'vote-a', '2': 'vote-b', '3': 'vote-tie', '4': 'vote-both_bad',
+                'n': 'arena-next', 'N': 'arena-next'};
+  document.addEventListener('keydown', (event) => {
+    const target = event.target;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (target && (target.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT']
+        .includes(target.tagName))) return;
+    const id = keys[event.key];
+    if (!id) return;
+    const button = document.getElementById(id);
+    if (!button || button.disabled || button.offsetParent === null) return;
+    event.preventDefault();
+    button.click();
+  });
+}
+"""
 
 
 def build_ui(api_base: str) -> gr.Blocks:
-    def client_for(api_key: str | None) -> GatewayClient:
-        """The UI calls the gateway with the rater's own key, if any (one client per key)."""
-        return _client((api_key or "").strip() or "local")
-
-    @functools.lru_cache(maxsize=64)
-    def _client(api_key: str) -> GatewayClient:
-        return GatewayClient(api_base, api_key=api_key)
-
-    def load_models(api_key: str | None, current: str | None):
-        try:
-            choices = client_for(api_key).models()
-        except Exception as exc:
-            return gr.update(), f"⚠️ could not list models: {_error_text(exc)}"
-        value = current if current in choices else (choices[0] if choices else None)
-        return gr.update(choices=choices, value=value), ""
-
-    def send(
-        api_key: str, text: str, model: str, temperature: float, max_tokens: int, conv: Conversation
-    ):
-        text = (text or "").strip()
-        if not text:
-            yield gr.update(), conv, "", gr.update()
-            return
-        conv.rival = None
-        prefix = [*conv.messages, {"role": "user", "content": text}]
-        conv.add("user", text)
-        answer, completion_id = "", None
-        try:
-            sampling = {"temperature": temperature, "max_tokens": int(max_tokens)}
-            for delta in client_for(api_key).stream_chat(model, prefix, **sampling):
-                completion_id, answer = delta.completion_id, answer + delta.text
-                yield [*_history(conv), {"role": "assistant", "content": answer}], conv, "", ""
-        except Exception as exc:
-            conv.messages.pop(), conv.ids.pop()
-            yield _history(conv), conv, text, f"⚠️ {_error_text(exc)}"
-            return
-        conv.add("assistant", answer, completion_id)
-        yield _history(conv), conv, "", ""
-
-    def rate(data: gr.LikeData, api_key: str, conv: Conversation):
-        index = data.index[0] if isinstance(data.index, list | tuple) else data.index
-        completion_id = conv.ids[index] if 0 <= index < len(conv.ids) else None
-        if completion_id is None:
-            return "⚠️ only answers can be rated"
-        liked = data.liked in (True, "Like")
-        try:
-            client_for(api_key).rate(completion_id, 1 if liked else -1)
-        except GatewayError as exc:
-            return f"⚠️ {exc}"
-        return "Thanks: rated 👍" if liked else "Thanks: rated 👎"
-
-    def regenerate(
-        api_key: str, model: str, temperature: float, max_tokens: int, conv: Conversation
-    ):
-        if not conv.messages or conv.messages[-1]["role"] != "assistant":
-            yield gr.update(), gr.update(), gr.update(), conv, "⚠️ nothing to regenerate yet"
-            return
-        original = conv.messages[-1]["content"]
-        prefix = conv.messages[:-1]
-        answer, completion_id = "", None
-        box = gr.update(visible=True)
-        try:
-            sampling = {"temperature": temperature, "max_tokens": int(max_tokens)}
-            for delta in client_for(api_key).stream_chat(model, prefix, **sampling):
-                completion_id, answer = delta.completion_id, answer + delta.text
-                yield box, original, answer, conv, "Generating a second answer…"
-        except Exception as exc:
-            yield box, original, answer, conv, f"⚠️ {_error_text(exc)}"
-            return
-        conv.rival = (completion_id, answer)
-        yield box, original, answer, conv, "Which answer is better?"
-
-    def pick(winner: str, api_key: str, conv: Conversation):
-        if conv.rival is None:
-            return gr.update(visible=False), gr.update(), conv, "⚠️ regenerate first"
-        rival_id, rival_text = conv.rival
-        try:
-            client_for(api_key).compare(conv.ids[-1], rival_id, winner)
-        except GatewayError as exc:
-            return gr.update(), gr.update(), conv, f"⚠️ {exc}"
-        if winner == "b":  # the better answer stays in the conversation
-            conv.messages[-1] = {"role": "assistant", "content": rival_text}
-            conv.ids[-1] = rival_id
-        conv.rival = None
-        return gr.update(visible=False), _history(conv), conv, f"Saved: {WINNER_LABELS[winner]}"
-
-    def clear():
-        return [], Conversation(), gr.update(visible=False), ""
-
     with gr.Blocks(title="flywheel") as demo:
-        conv = gr.State(Conversation())
-        gr.Markdown("## flywheel · chat, rate, train, compare")
-        with gr.Tab("Chat"):
-            with gr.Row():
-                model = gr.Dropdown(label="Model", choices=[], scale=4, elem_id="model")
-                refresh = gr.Button("Refresh models", scale=1, elem_id="refresh-models")
-            with gr.Accordion("Sampling and access", open=False):
-                with gr.Row():
-                    api_key = gr.Textbox(
-                        label="API key",
-                        type="password",
-                        placeholder="only when the gateway requires keys",
-                        elem_id="api-key",
-                    )
-                    temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature")
-                    max_tokens = gr.Slider(16, 1024, value=256, step=16, label="Max tokens")
-            chatbot = gr.Chatbot(label="Conversation", height=420, elem_id="chatbot")
-            with gr.Row():
-                prompt = gr.Textbox(
-                    placeholder="Ask anything, then press Enter",
-                    show_label=False,
-                    scale=8,
-                    elem_id="prompt",
-                )
-                send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send")
-            with gr.Row():
-                regen_btn = gr.Button("Regenerate", elem_id="regenerate")
-                clear_btn = gr.Button("New chat", elem_id="new-chat")
-            with gr.Column(visible=False, variant="panel", elem_id="compare") as compare_box:
-                gr.Markdown("### Which answer is better?")
-                with gr.Row():
-                    with gr.Column():
-                        gr.Markdown("**A** (first answer)")
-                        answer_a = gr.Markdown(elem_id="answer-a")
-                    with gr.Column():
-                        gr.Markdown("**B** (regenerated)")
-                        answer_b = gr.Markdown(elem_id="answer-b")
-                with gr.Row():
-                    pick_buttons = {
-                        winner: gr.Button(label, elem_id=f"pick-{winner}")
-                        for winner, label in WINNER_LABELS.items()
-                    }
-            status = gr.Markdown(elem_id="status")
+        gr.HTML("", js_on_load=KEYS_JS % _js_string(CSS), elem_id="flywheel-keys")
+        with gr.Row():
+            gr.Markdown("## flywheel · chat, rate, train, compare")
+            role_note = gr.Markdown(elem_id="role")
+        access = build_access(api_base)
+        with gr.Tabs(elem_id="tabs"):
+            with gr.Tab("Chat", id="chat"):
+                chat = build_chat_tab(access)
+            with gr.Tab("Arena", id="arena"):
+                arena = build_arena_tab(access)
+            with gr.Tab("Leaderboard", id="leaderboard") as leaderboard_tab:
+                leaderboard = build_leaderboard_tab(access)
+            with gr.Tab("Adapters", id="adapters") as adapters_tab:
+                adapters = build_adapters_tab(access)
+            # The Training tab goes here (start a job, live progress, loss plot, log tail,
+            # cancel) once POST /v1/train/jobs and GET /v1/train/jobs/{id} exist: a module
+            # ui/training_tab.py with build_training_tab(access), its admin controls added to
+            # `admin_only` below, and the model picker refreshed when a job finishes.
+            with gr.Tab("Data", id="data") as data_tab:
+                data = build_data_tab(access)
 
-        demo.load(load_models, [api_key, model], [model, status])
-        refresh.click(load_models, [api_key, model], [model, status])
-        for trigger in (prompt.submit, send_btn.click):
-            trigger(
-                send,
-                [api_key, prompt, model, temperature, max_tokens, conv],
-                [chatbot, conv, prompt, status],
-            )
-        chatbot.like(rate, [api_key, conv], [status])
-        regen_btn.click(
-            regenerate,
-            [api_key, model, temperature, max_tokens, conv],
-            [compare_box, answer_a, answer_b, conv, status],
-        )
-        for winner, button in pick_buttons.items():
-            button.click(
-                lambda key, c, w=winner: pick(w, key, c),
-                [api_key, conv],
-                [compare_box, chatbot, conv, status],
-            )
-        clear_btn.click(clear, None, [chatbot, conv, compare_box, status])
-        chatbot.clear(clear, None, [chatbot, conv, compare_box, status])  # its own trash button
+        admin_only = [*adapters.admin_only, *data.admin_only]
+
+        def check_role(api_key):
+            role = access.role(api_key)
+            note = ROLE_NOTES[role] if (api_key or "").strip() else ""
+            shown = gr.update(visible=role == "admin")
+            return note, *[shown for _ in admin_only]
+
+        role_check = (check_role, [access.api_key], [role_note, *admin_only])
+        loads = [role_check, *chat.loads, *arena.loads]
+        loads += [leaderboard.refresh, adapters.refresh, data.refresh]
+        quiet = {"show_progress": "hidden"}  # background refreshes: no spinner over the page
+        for fn, inputs, outputs in loads:
+            demo.load(fn, inputs, outputs, **quiet)
+        access.api_key.change(*role_check, **quiet).then(*chat.loads[-1], **quiet)
+        for tab, part in ((leaderboard_tab, leaderboard), (adapters_tab, adapters)):
+            tab.select(*part.refresh, **quiet)
+        data_tab.select(*data.refresh, **quiet)
+        for event in arena.voted:
+            event.then(*leaderboard.refresh, **quiet)
+    # Callbacks wait on the gateway, not on this process: one rater's stream must not queue
+    # behind another's (Gradio's default is one run at a time per event).
+    demo.queue(default_concurrency_limit=CONCURRENT_RUNS)
     return demo
+
+
+def _js_string(text: str) -> str:
+    """`text` as a JavaScript string literal."""
+    return json.dumps(text)

@@ -41,6 +41,7 @@ def page(browser, stack):
     page.set_default_timeout(120_000)  # a 2-core CI box answers slowly while training
     page.goto(stack.url, wait_until="load")  # never networkidle: Gradio keeps a queue open
     page.wait_for_selector("#prompt textarea")
+    page.wait_for_function("document.querySelector('#model input')?.value")  # models listed
     yield page
     context.close()
 
@@ -58,3 +59,32 @@ def screenshot(page, tmp_path):
         return path
 
     return take
+
+
+@pytest.fixture(scope="session")
+def store(stack):
+    from feedback import Store
+
+    return Store(stack.data_dir / "flywheel.db")
+
+
+def register_copy(stack, trained_adapter, name: str) -> str:
+    """The trained weights registered again under `name` (a test's own adapter); engine name."""
+    import httpx
+
+    from feedback import Store
+
+    assert trained_adapter.result.returncode == 0, trained_adapter.result.stderr[-2000:]
+    rows = Store(stack.data_dir / "flywheel.db").adapters(True)
+    [row] = [r for r in rows if r["name"] == trained_adapter.name][:1]
+    resp = httpx.post(
+        f"{stack.api}/adapters", json={"name": name, "path": row["path"]}, timeout=300
+    )
+    assert resp.status_code == 201, resp.text
+    return resp.json()["engine_name"]
+
+
+@pytest.fixture(scope="session")
+def arena_adapter(stack, trained_adapter) -> str:
+    """A second served model, so the arena has two sides (this suite's own name)."""
+    return register_copy(stack, trained_adapter, "ui-arena")

@@ -65,7 +65,7 @@ class JobRunner:
     ) -> int:
         if method not in METHODS:
             raise NotFound(f"unknown training method {method!r}; use one of {', '.join(METHODS)}")
-        busy = [j for j in self.jobs.values() if j.process.poll() is None]
+        busy = [j for j in self.jobs.values() if self._busy(j)]
         if busy:
             raise Conflict(
                 f"job {busy[0].job_id} is still running; wait for it or cancel it "
@@ -100,12 +100,19 @@ class JobRunner:
         log.info("job %d: %s started (pid %d)", job_id, method, process.pid)
         return job_id
 
+    def _busy(self, running: RunningJob) -> bool:
+        """Alive and not yet finished (a finished child may take a moment to exit)."""
+        if running.process.poll() is not None:
+            return False
+        job = self.store.job(running.job_id) or {}
+        return job.get("status") not in FINISHED
+
     def cancel(self, job_id: int) -> None:
         job = self.store.job(job_id)
         if job is None:
             raise NotFound(f"no training job {job_id}")
         running = self.jobs.get(job_id)
-        if running is None or running.process.poll() is not None or job["status"] in FINISHED:
+        if running is None or not self._busy(running):
             raise Conflict(f"job {job_id} is not running (status: {job['status']})")
         running.cancelled = True
         with contextlib.suppress(ProcessLookupError):

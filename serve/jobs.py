@@ -61,7 +61,12 @@ class JobRunner:
             )
 
     def submit(
-        self, method: str, name: str | None, base: str | None, params: dict[str, Any]
+        self,
+        method: str,
+        name: str | None,
+        base: str | None,
+        params: dict[str, Any],
+        synthetic_pairs: int = 0,
     ) -> int:
         if method not in METHODS:
             raise NotFound(f"unknown training method {method!r}; use one of {', '.join(METHODS)}")
@@ -71,7 +76,13 @@ class JobRunner:
                 f"job {busy[0].job_id} is still running; wait for it or cancel it "
                 f"(POST /v1/train/jobs/{busy[0].job_id}/cancel)"
             )
-        config = {"params": params, "base": base, "name": name, "origin": "http"}
+        config = {
+            "params": params,
+            "base": base,
+            "name": name,
+            "synthetic_pairs": synthetic_pairs,
+            "origin": "http",
+        }
         job_id = self.store.create_job(method, config, status="queued")
         run_dir = self.data_dir / "runs" / f"job-{job_id}"
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -84,6 +95,10 @@ class JobRunner:
         ]  # fmt: skip
         if name:
             command += ["--name", name]
+        if synthetic_pairs:
+            command += ["--synthetic-pairs", str(synthetic_pairs)]
+        if self.registry.engine_url:  # best-of-n samples from the engine itself, no key needed
+            command += ["--engine-url", self.registry.engine_url]
         if base:
             command += ["--base", base]
         with open(log_path, "ab") as log_file:

@@ -181,6 +181,12 @@ class TrainJobRequest(FlywheelModel):
         max_length=64,
         description="hyperparameters by name, as `flywheel train --help` lists them",
     )
+    synthetic_pairs: int = Field(
+        default=0,
+        ge=0,
+        le=10_000,
+        description="dpo: extra best-of-n pairs scored by the newest reward model",
+    )
 
 
 class TrainJob(BaseModel):

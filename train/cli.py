@@ -72,6 +72,25 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="held-out prompts answered by base and tuned model, saved in samples.json "
         "(default: %(default)s; 0: none)",
     )
+    parser.add_argument(
+        "--synthetic-pairs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="dpo: add up to N pairs made by best-of-n: the policy answers a prompt --best-of "
+        "times, the reward model picks best and worst (needs a finished reward job; "
+        "default: 0)",
+    )
+    parser.add_argument(
+        "--best-of", type=int, default=4, help="answers sampled per prompt (default: 4)"
+    )
+    parser.add_argument(
+        "--reward-job", type=int, help="the reward model's job id (default: the newest one)"
+    )
+    parser.add_argument(
+        "--engine-url",
+        help="the vLLM server that samples for best-of-n (default: the gateway's engine)",
+    )
     parser.add_argument("--model", help="base model folder (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--job-id", type=int, help=argparse.SUPPRESS)  # set by the gateway
     parser.add_argument(
@@ -142,6 +161,40 @@ def _register(args, base_name: str, model_path: str, payload: dict) -> dict:
         return asyncio.run(registry.register(payload["name"], Path(payload["path"]), **lineage))
 
 
+def _synthetic_pairs(args, store: Store, model_path: str, base_name: str, start) -> list:
+    """Best-of-n pairs from the policy being trained (the start adapter, else the base)."""
+    from train.best_of_n import synthetic_pairs, train_prompts
+
+    jobs = store.query(
+        "select id from jobs where method = 'reward' and status = 'succeeded' order by id desc"
+    )
+    reward_job = args.reward_job or (jobs[0]["id"] if jobs else None)
+    reward_path = args.data_dir / "runs" / f"job-{reward_job}" / "adapter"
+    if reward_job is None or not reward_path.is_dir():
+        raise ValueError(
+            "no reward model: train one first (flywheel train --method reward), "
+            "or pass --reward-job ID"
+        )
+    engine_url = args.engine_url
+    if not engine_url:
+        engine_url = call(args, "GET", "/health")["engine"]["url"]
+    prompts = train_prompts(store, args.eval_fraction)
+    policy = start["engine_name"] if start else base_name
+    say(
+        f"best-of-n: {policy} answers {min(args.synthetic_pairs, len(prompts))} prompts "
+        f"x{args.best_of}, scored by the reward model of job {reward_job}"
+    )
+    return synthetic_pairs(
+        engine_url,
+        policy,
+        prompts,
+        args.synthetic_pairs,
+        model_path,
+        reward_path,
+        n=args.best_of,
+    )
+
+
 def _cancel_on_sigterm() -> None:
     """SIGTERM (a cancel from the gateway) unwinds like Ctrl-C: the job ends `cancelled`."""
 
@@ -195,8 +248,21 @@ def run_train(args: argparse.Namespace, model_path: str, base_name: str) -> int:
             store.update_job(job_id, status="failed", error=message)
         return 2
 
+    synthetic: list[dict[str, Any]] = []
+    if args.synthetic_pairs and args.method == "dpo":
+        try:
+            synthetic = _synthetic_pairs(args, store, model_path, base_name, start)
+        except (ValueError, OSError, GatewayUnreachable) as exc:
+            say(f"best-of-n: {exc}")
+            if job_id:
+                store.update_job(job_id, status="failed", error=f"best-of-n: {exc}")
+            return 2
+        say(f"best-of-n: {len(synthetic)} synthetic pairs added to {len(train_rows)} human ones")
+        train_rows = train_rows + synthetic
+
     config = {
         "params": params.to_dict(),
+        "synthetic_pairs": len(synthetic),
         "base": args.base,
         "init_adapter": start["engine_name"] if start else None,
         "train_rows": len(train_rows),

@@ -43,6 +43,13 @@ def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="a training hyperparameter for each job, e.g. --param max_steps=20 (repeatable)",
     )
+    parser.add_argument(
+        "--synthetic-pairs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="dpo: train a reward model each round and add N best-of-n pairs (default: 0)",
+    )
     parser.add_argument("--rounds", type=int, default=0, help="stop after N rounds (0: never)")
     parser.add_argument(
         "--poll", type=float, default=5.0, help="seconds between checks (default: %(default)s)"
@@ -78,12 +85,10 @@ def judgement_count(args) -> int:
     return sum(counts.get(k, 0) for k in JUDGEMENTS)
 
 
-def train_candidate(args, params: dict[str, Any]) -> str | None:
-    """Run one job to its end; the new candidate's engine name, or None if it failed."""
-    job = call(
-        args, "POST", "/v1/train/jobs", {"method": args.method, "name": args.name, "params": params}
-    )
-    say(f"job {job['id']}: {args.method} training started")
+def run_job(args, body: dict[str, Any]) -> dict[str, Any]:
+    """Start a training job and follow it to its end."""
+    job = call(args, "POST", "/v1/train/jobs", body)
+    say(f"job {job['id']}: {body['method']} training started")
     last_step = -1
     while job["status"] in ("queued", "running"):
         time.sleep(args.poll)
@@ -93,6 +98,24 @@ def train_candidate(args, params: dict[str, Any]) -> str | None:
             say(f"job {job['id']}: step {job['step']}/{job['total_steps']}")
     if job["status"] != "succeeded":
         say(f"job {job['id']} {job['status']}: {job.get('error')}")
+    return job
+
+
+def train_candidate(args, params: dict[str, Any]) -> str | None:
+    """One round's training; the new candidate's engine name, or None if it failed.
+
+    With --synthetic-pairs, a reward model is trained on the comparisons first, and the DPO
+    job adds best-of-n pairs it scores (the iterative-DPO recipe).
+    """
+    if args.synthetic_pairs:
+        reward = run_job(args, {"method": "reward", "params": params})
+        if reward["status"] != "succeeded":
+            return None
+    body = {"method": args.method, "name": args.name, "params": params}
+    if args.synthetic_pairs and args.method == "dpo":
+        body["synthetic_pairs"] = args.synthetic_pairs
+    job = run_job(args, body)
+    if job["status"] != "succeeded":
         return None
     say(f"job {job['id']} done: candidate {job['adapter']} is answering")
     return job["adapter"]

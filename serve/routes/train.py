@@ -36,7 +36,12 @@ async def start_job(req: TrainJobRequest, services: ServicesDep) -> dict:
     if req.base not in (None, "base"):
         services.registry.resolve(req.base)  # 404 for an unknown model, before any work starts
     job_id = await run_in_threadpool(
-        services.jobs.submit, req.method, req.name, req.base, dict(req.params)
+        services.jobs.submit,
+        req.method,
+        req.name,
+        req.base,
+        dict(req.params),
+        req.synthetic_pairs,
     )
     return _job_or_404(services, job_id)
 

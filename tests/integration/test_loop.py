@@ -1,0 +1,92 @@
+"""The closed loop on the real stack: reward model + best-of-n, then `flywheel loop` rounds
+whose candidates people (here: the test) vote on in the arena, and the gate's decisions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from feedback import Store
+from tests.polling import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def job(stack, job_id: int) -> dict:
+    return httpx.get(f"{stack.api}/train/jobs/{job_id}", timeout=30).json()
+
+
+def run_job(stack, **body) -> dict:
+    resp = httpx.post(f"{stack.api}/train/jobs", json=body, timeout=60)
+    assert resp.status_code == 201, resp.text
+    return wait_for(
+        lambda: (j := job(stack, resp.json()["id"]))["status"] in ("succeeded", "failed") and j,
+        timeout=600,
+        what="the job to finish",
+    )
+
+
+def test_reward_model_then_dpo_with_best_of_n_pairs(stack, trained_adapter):
+    reward = run_job(stack, method="reward", params={"max_steps": 2})
+    assert reward["status"] == "succeeded", reward
+    assert reward["adapter"] is None  # a scorer, not a served adapter
+    dpo = run_job(stack, method="dpo", name="it-bon", params={"max_steps": 1}, synthetic_pairs=3)
+    assert dpo["status"] == "succeeded", dpo
+    log = "\n".join(dpo["log_tail"])
+    assert f"scored by the reward model of job {reward['id']}" in log
+    assert "synthetic pairs added to" in log
+    assert 0 <= dpo["config"]["synthetic_pairs"] <= 3
+
+
+def vote_for(stack, candidate: str, opponent: str, candidate_wins: bool) -> None:
+    """One battle, voted as a rater who prefers (or rejects) the candidate's answers.
+
+    The test plays a rater who recognises the candidate: it reads the hidden sides from the
+    database, which no client of the API can do.
+    """
+    body = {"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 8,
+            "models": [candidate, opponent]}  # fmt: skip
+    battle = httpx.post(f"{stack.api}/arena/battles", json=body, timeout=300).json()
+    [row] = Store(stack.data_dir / "flywheel.db").query(
+        "select model_a from battles where id = ?", [battle["battle_id"]]
+    )
+    candidate_side = "a" if row["model_a"] == candidate else "b"
+    other_side = "b" if candidate_side == "a" else "a"
+    winner = candidate_side if candidate_wins else other_side
+    resp = httpx.post(
+        f"{stack.api}/arena/battles/{battle['battle_id']}/vote", json={"winner": winner}
+    )
+    assert resp.status_code == 200, resp.text
+
+
+def test_loop_promotes_a_preferred_candidate_and_retires_a_rejected_one(stack, trained_adapter):
+    command = [
+        sys.executable, "-m", "serve.cli", "loop", "--gateway", stack.url, "--rounds", "2",
+        "--threshold", "0", "--poll", "1", "--name", "it-loop", "--param", "max_steps=1",
+        "--min-battles", "3", "--decide-after", "3", "--win-rate", "0.6", "--max-battles", "6",
+    ]  # fmt: skip
+    loop = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        models = lambda: {m["id"] for m in httpx.get(f"{stack.api}/models").json()["data"]}  # noqa: E731
+        wait_for(lambda: "it-loop@1" in models(), timeout=600, what="round 1's candidate")
+        while not httpx.get(f"{stack.api}/loop/decisions").json():
+            vote_for(stack, "it-loop@1", "live", candidate_wins=True)
+        wait_for(lambda: "it-loop@2" in models(), timeout=600, what="round 2's candidate")
+        while len(httpx.get(f"{stack.api}/loop/decisions").json()) < 2:
+            vote_for(stack, "it-loop@2", "live", candidate_wins=False)
+        assert loop.wait(timeout=120) == 0
+    finally:
+        loop.kill()
+        stderr = loop.stderr.read()
+    second, first = httpx.get(f"{stack.api}/loop/decisions").json()[:2]
+    assert (first["candidate"], first["action"]) == ("it-loop@1", "promote"), stderr
+    assert first["reason"] and first["evidence"]["candidate"]["battles"] >= 3
+    assert (second["candidate"], second["action"]) == ("it-loop@2", "retire"), stderr
+    assert second["incumbent"] == "it-loop@1"
+    assert "round 2: retire it-loop@2" in stderr
+    adapters = {a["engine_name"]: a["status"] for a in httpx.get(f"{stack.api}/adapters").json()}
+    assert adapters.get("it-loop@1") == "live" and "it-loop@2" not in adapters
+    httpx.post(f"{stack.api}/adapters/it-loop/rollback", timeout=60)  # leave base live again

@@ -1,0 +1,129 @@
+"""Synthetic DPO pairs, as in the iterative-DPO recipe: the current policy answers each prompt
+n times, a reward model trained on people's comparisons scores the answers, and the best and
+the worst become one more preference pair.
+
+A few dozen human judgements teach a reward model what people prefer; best-of-n then turns
+that into as many on-policy pairs as there are prompts, which is how few judgements go far.
+Human pairs are always kept; synthetic ones only add to them. Answers are sampled from the
+serving engine itself (vLLM batches them), not from a second copy of the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+MIN_MARGIN = 0.5  # reward difference below which best and worst are too close to call
+
+
+@dataclass(frozen=True)
+class Candidates:
+    prompt: list[dict[str, Any]]
+    answers: list[str]
+
+
+def pick_pair(
+    candidates: Candidates, scores: list[float], min_margin: float = MIN_MARGIN
+) -> dict[str, Any] | None:
+    """The highest- and lowest-scored different answers as a DPO row, or None if too close."""
+    ranked = sorted(zip(scores, candidates.answers, strict=True), key=lambda x: x[0])
+    (low, worst), (high, best) = ranked[0], ranked[-1]
+    if best.strip() == worst.strip() or high - low < min_margin:
+        return None
+    return {
+        "prompt": candidates.prompt,
+        "chosen": [{"role": "assistant", "content": best}],
+        "rejected": [{"role": "assistant", "content": worst}],
+    }
+
+
+async def _sample(
+    engine_url: str,
+    model: str,
+    prompts: list[list[dict[str, Any]]],
+    n: int,
+    max_tokens: int,
+    temperature: float,
+    concurrency: int = 16,
+) -> list[Candidates]:
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(client: httpx.AsyncClient, prompt: list[dict[str, Any]]) -> Candidates:
+        body = {
+            "model": model,
+            "messages": prompt,
+            "n": n,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
+        async with limit:
+            resp = await client.post(f"{engine_url}/v1/chat/completions", json=body)
+        resp.raise_for_status()
+        return Candidates(prompt, [c["message"]["content"] or "" for c in resp.json()["choices"]])
+
+    async with httpx.AsyncClient(timeout=600) as client:
+        return list(await asyncio.gather(*(one(client, p) for p in prompts)))
+
+
+def synthetic_pairs(
+    engine_url: str,
+    policy: str,
+    prompts: list[list[dict[str, Any]]],
+    count: int,
+    model_path: str,
+    reward_path: str | Path,
+    n: int = 4,
+    max_tokens: int = 128,
+    temperature: float = 1.0,
+    min_margin: float = MIN_MARGIN,
+) -> list[dict[str, Any]]:
+    """Up to `count` DPO rows: best vs worst of `n` answers of `policy` to each prompt.
+
+    Prompts are used in turn (more than once when `count` exceeds them; sampling differs each
+    time). `policy` is the engine's model name: the base or an adapter version.
+    """
+    from train.evaluation import reward_scores
+    from train.reward import load_reward_model
+
+    if count <= 0 or not prompts:
+        return []
+    chosen_prompts = [prompts[i % len(prompts)] for i in range(count)]
+    candidates = asyncio.run(
+        _sample(engine_url, policy, chosen_prompts, n, max_tokens, temperature)
+    )
+    model, tokenizer = load_reward_model(model_path, reward_path)
+    conversations = [
+        [*c.prompt, {"role": "assistant", "content": a}] for c in candidates for a in c.answers
+    ]
+    scores = reward_scores(model, tokenizer, conversations)
+    rows, at = [], 0
+    for c in candidates:
+        row = pick_pair(c, scores[at : at + len(c.answers)], min_margin)
+        at += len(c.answers)
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def train_prompts(store, eval_fraction: float) -> list[list[dict[str, Any]]]:
+    """Every distinct conversation prefix people asked, from the train split only."""
+    import json
+
+    from feedback.exports import row_split
+    from feedback.training_rows import canonical_prompt
+
+    prompts, seen = [], set()
+    for row in store.query("select distinct messages from exchanges order by created_at"):
+        prompt = canonical_prompt(json.loads(row["messages"]))
+        if not prompt or prompt[-1]["role"] != "user":
+            continue
+        key = json.dumps(prompt, sort_keys=True)
+        if key in seen or row_split("dpo", {"prompt": prompt}, eval_fraction) != "train":
+            continue
+        seen.add(key)
+        prompts.append(prompt)
+    return prompts

@@ -14,7 +14,6 @@ import gradio as gr
 from ui.access import Access, error_text
 
 HEADERS = ["Name", "Version", "Served as", "Status", "Parent", "Data set", "Job", "Created"]
-HEADERS += ["Metrics"]
 STATUS_BADGES = {"live": "● live", "candidate": "○ candidate", "retired": "– retired"}
 
 
@@ -40,8 +39,9 @@ def _metrics(row: dict) -> str:
     return ", ".join(shown)
 
 
-def adapter_rows(adapters: list[dict]) -> list[list]:
-    return [
+def adapter_table(adapters: list[dict]) -> dict:
+    """Headers and rows; a Metrics column once the gateway reports training metrics."""
+    rows = [
         [
             a["name"],
             a["version"],
@@ -51,10 +51,14 @@ def adapter_rows(adapters: list[dict]) -> list[list]:
             (a.get("dataset_hash") or "—")[:12],
             a.get("job_id") if a.get("job_id") is not None else "—",
             (a.get("created_at") or "")[:19].replace("T", " "),
-            _metrics(a),
         ]
         for a in adapters
     ]
+    metrics = [_metrics(a) for a in adapters]
+    if not any(metrics):
+        return {"headers": HEADERS, "data": rows}
+    with_metrics = [[*r, m] for r, m in zip(rows, metrics, strict=True)]
+    return {"headers": [*HEADERS, "Metrics"], "data": with_metrics}
 
 
 def build_adapters_tab(access: Access) -> AdaptersTab:
@@ -68,7 +72,7 @@ def build_adapters_tab(access: Access) -> AdaptersTab:
         note = f"Live: `{live[0]}`" if live else "Live: the base model (no adapter promoted)"
         if not adapters:
             note = "No adapters yet: train one (`flywheel train`) or register a LoRA folder."
-        return adapter_rows(adapters), gr.update(choices=names, value=None), note
+        return adapter_table(adapters), gr.update(choices=names, value=None), note
 
     def change(action: str, api_key, engine_name, include_retired):
         if not engine_name:

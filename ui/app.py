@@ -38,9 +38,11 @@ CSS = """
 
 # Fast rating in the Arena: 1-4 vote, n starts the next battle. Keys typed into a text field
 # are left alone; a button that is hidden (another tab) or disabled is not clicked.
-KEYS_JS = """
-if (!window.__flywheelKeys) {
-  window.__flywheelKeys = true;
+# Copy buttons in a chat copy the text shown, which ui.safe_markdown escaped (`&lt;`, `&amp;`):
+# the clipboard gets the text as the model wrote it back.
+PAGE_JS = """
+if (!window.__flywheelPage) {
+  window.__flywheelPage = true;
   const style = document.createElement('style');
   style.textContent = %s;
   document.head.appendChild(style);
@@ -58,13 +60,26 @@ if (!window.__flywheelKeys) {
     event.preventDefault();
     button.click();
   });
+  let clicked = null;
+  document.addEventListener('pointerdown', (event) => { clicked = event.target; }, true);
+  const clipboard = navigator.clipboard;
+  if (clipboard && clipboard.writeText) {
+    const write = clipboard.writeText.bind(clipboard);
+    clipboard.writeText = (text) => {
+      const inChat = clicked && clicked.closest && clicked.closest('#chatbot, #arena-a, #arena-b');
+      if (inChat && typeof text === 'string') {
+        text = text.replace(/&(lt|amp);/g, (_, name) => (name === 'lt' ? '<' : '&'));
+      }
+      return write(text);
+    };
+  }
 }
 """
 
 
 def build_ui(api_base: str) -> gr.Blocks:
     with gr.Blocks(title="flywheel") as demo:
-        gr.HTML("", js_on_load=KEYS_JS % _js_string(CSS), elem_id="flywheel-keys")
+        gr.HTML("", js_on_load=PAGE_JS % _js_string(CSS), elem_id="flywheel-page")
         with gr.Row():
             gr.Markdown("## flywheel · chat, rate, train, compare")
             role_note = gr.Markdown(elem_id="role")

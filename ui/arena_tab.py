@@ -207,10 +207,12 @@ def build_arena_tab(access: Access) -> ArenaTab:
         prompt = gr.Textbox(
             placeholder="Ask both models something, then press Enter",
             show_label=False,
-            scale=8,
+            scale=6,
             elem_id="arena-prompt",
         )
-        send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="arena-send")
+        send_btn = gr.Button(
+            "Send", variant="primary", scale=1, min_width=100, elem_id="arena-send"
+        )
         next_btn = gr.Button("Next battle  [n]", scale=1, min_width=170, elem_id="arena-next")
     with gr.Row():
         count = gr.Markdown("Your votes this session: **0**", elem_id="arena-counter")

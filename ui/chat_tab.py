@@ -85,24 +85,28 @@ def build_chat_tab(access: Access) -> ChatTab:
         conv.add("user", text)
         conv.model = model
         answer, completion_id = "", None
-        conv.pending = ("answer", None, "")
+        run = conv.start("answer")
         try:
             stream = client(api_key).stream_chat(
                 model, conv.messages, **sampling(temperature, top_p, max_tokens)
             )
             for delta in stream:
                 completion_id, answer = delta.completion_id, answer + delta.text
-                conv.pending = ("answer", completion_id, answer)
+                if not conv.streaming(run, completion_id, answer):
+                    return  # Stop kept the answer so far
                 yield conv.chatbot(streaming=answer), conv, "", "… answering (■ Stop cuts it short)"
+        except GeneratorExit:  # Stop cancelled this run: Gradio closes the generator
+            conv.keep_pending()
+            raise
         except Exception as exc:
-            conv.pending = None
-            conv.messages.pop(), conv.ids.pop()
-            if conv.messages and conv.messages[-1]["role"] == "system":
+            if conv.finished(run):
                 conv.messages.pop(), conv.ids.pop()
+                if conv.messages and conv.messages[-1]["role"] == "system":
+                    conv.messages.pop(), conv.ids.pop()
             yield conv.chatbot(), conv, text, f"⚠ {error_text(exc)}"
             return
-        conv.pending = None
-        conv.add("assistant", answer, completion_id)
+        if conv.finished(run):
+            conv.add("assistant", answer, completion_id)
         yield conv.chatbot(), conv, "", ""
 
     def regenerate(api_key, model, temperature, top_p, max_tokens, conv: Conversation):
@@ -116,14 +120,15 @@ def build_chat_tab(access: Access) -> ChatTab:
         original = conv.messages[last]["content"]
         answer, completion_id = "", None
         box = gr.update(visible=True)
-        conv.pending = ("rival", None, "")
+        run = conv.start("rival")
         try:
             stream = client(api_key).stream_chat(
                 model, conv.messages[:last], **sampling(temperature, top_p, max_tokens)
             )
             for delta in stream:
                 completion_id, answer = delta.completion_id, answer + delta.text
-                conv.pending = ("rival", completion_id, answer)
+                if not conv.streaming(run, completion_id, answer):
+                    return
                 yield (
                     box,
                     safe_markdown(original),
@@ -131,22 +136,20 @@ def build_chat_tab(access: Access) -> ChatTab:
                     conv,
                     "… a second answer",
                 )
+        except GeneratorExit:
+            conv.keep_pending()
+            raise
         except Exception as exc:
-            conv.pending = None
+            conv.finished(run)
             yield box, safe_markdown(original), safe_markdown(answer), conv, f"⚠ {error_text(exc)}"
             return
-        conv.pending = None
-        conv.rival = (completion_id, answer)
+        if conv.finished(run):
+            conv.rival = (completion_id, answer)
         yield box, safe_markdown(original), safe_markdown(answer), conv, "Which answer is better?"
 
     def stop(conv: Conversation, saved):
         """Keep what arrived before Stop (the gateway logs it as a cancelled answer)."""
-        pending, conv.pending = conv.pending, None
-        if pending and pending[0] == "answer":
-            _, completion_id, text = pending
-            conv.add("assistant", text, completion_id)
-        elif pending and pending[1]:
-            conv.rival = (pending[1], pending[2])
+        conv.keep_pending()
         saved = conversations.save(saved, conv)
         radio = gr.update(choices=conversations.choices(saved), value=conv.id)
         return conv.chatbot(), conv, saved, radio, "■ stopped"
@@ -305,11 +308,15 @@ def build_chat_tab(access: Access) -> ChatTab:
                 prompt = gr.Textbox(
                     placeholder="Ask anything, then press Enter",
                     show_label=False,
-                    scale=8,
+                    scale=6,
                     elem_id="prompt",
                 )
-                send_btn = gr.Button("Send", variant="primary", scale=1, size="md", elem_id="send")
-                stop_btn = gr.Button("■ Stop", variant="stop", scale=1, size="md", elem_id="stop")
+                send_btn = gr.Button(
+                    "Send", variant="primary", scale=1, min_width=100, size="md", elem_id="send"
+                )
+                stop_btn = gr.Button(
+                    "■ Stop", variant="stop", scale=1, min_width=100, size="md", elem_id="stop"
+                )
             with gr.Row():
                 regen_btn = gr.Button("↻ Regenerate and compare", size="md", elem_id="regenerate")
                 edit_btn = gr.Button("✎ Edit answer", size="md", elem_id="edit-answer")

@@ -7,6 +7,7 @@ again and go on.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -15,6 +16,7 @@ from ui.safe_markdown import safe_markdown
 
 MAX_SAVED = 50  # conversations kept in the browser, newest first
 TITLE_CHARS = 48
+_PENDING = threading.Lock()  # Stop and the cancelled stream both try to keep a cut answer
 
 
 @dataclass
@@ -31,11 +33,46 @@ class Conversation:
     updated: float = 0.0
     # Page-only state, never saved: a regenerated rival answer, and the answer streaming now.
     rival: tuple[str, str] | None = None  # (completion id, text)
-    pending: tuple[str, str | None, str] | None = None  # (answer|rival, completion id, text)
+    pending: tuple[object, str, str | None, str] | None = None  # run, answer|rival, id, text
 
     def add(self, role: str, content: str, completion_id: str | None = None) -> None:
         self.messages.append({"role": role, "content": content})
         self.ids.append(completion_id)
+
+    def start(self, kind: str) -> object:
+        """A new answer (kind: answer or rival) begins streaming; returns its run token."""
+        run = object()
+        with _PENDING:
+            self.pending = (run, kind, None, "")
+        return run
+
+    def streaming(self, run: object, completion_id: str | None, text: str) -> bool:
+        """Note what has arrived for `run` so far; False once Stop has cut that run."""
+        with _PENDING:
+            if self.pending is None or self.pending[0] is not run:
+                return False
+            self.pending = (run, self.pending[1], completion_id, text)
+            return True
+
+    def finished(self, run: object) -> bool:
+        """The run ended by itself; False if Stop kept its answer first."""
+        with _PENDING:
+            if self.pending is None or self.pending[0] is not run:
+                return False
+            self.pending = None
+            return True
+
+    def keep_pending(self) -> None:
+        """An answer cut short by Stop: keep what arrived (once, whoever gets here first)."""
+        with _PENDING:
+            pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        _, kind, completion_id, text = pending
+        if kind == "answer":
+            self.add("assistant", text, completion_id)
+        elif completion_id:
+            self.rival = (completion_id, text)
 
     @property
     def system(self) -> str:

@@ -35,7 +35,7 @@ def test_reward_model_then_dpo_with_best_of_n_pairs(stack, trained_adapter):
     assert reward["adapter"] is None  # a scorer, not a served adapter
     dpo = run_job(stack, method="dpo", name="it-bon", params={"max_steps": 1}, synthetic_pairs=3)
     assert dpo["status"] == "succeeded", dpo
-    log = "\n".join(dpo["log_tail"])
+    log = (stack.data_dir / "runs" / f"job-{dpo['id']}" / "train.log").read_text()
     assert f"scored by the reward model of job {reward['id']}" in log
     assert "synthetic pairs added to" in log
     assert 0 <= dpo["config"]["synthetic_pairs"] <= 3

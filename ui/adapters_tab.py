@@ -21,6 +21,7 @@ STATUS_BADGES = {"live": "● live", "candidate": "○ candidate", "retired": "�
 class AdaptersTab:
     refresh: tuple  # (fn, inputs, outputs)
     admin_only: list  # components shown to admin keys only
+    others_only: list  # shown instead, to keys that are not admin
 
 
 def _metrics(row: dict) -> str:
@@ -115,6 +116,12 @@ def build_adapters_tab(access: Access) -> AdaptersTab:
         elem_id="adapters-admin-note",
     )
 
+    no_changes = gr.Markdown(
+        "Promoting and rolling back adapters need an admin key (enter one under Access).",
+        visible=False,
+        elem_id="adapters-need-admin",
+    )
+
     key = access.api_key
     outputs = [table, pick, status]
     button.click(refresh, [key, include_retired], outputs)
@@ -124,5 +131,7 @@ def build_adapters_tab(access: Access) -> AdaptersTab:
             lambda k, n, r, a=action: change(a, k, n, r), [key, pick, include_retired], outputs
         )
     return AdaptersTab(
-        refresh=(refresh, [key, include_retired], outputs), admin_only=[admin_row, admin_note]
+        refresh=(refresh, [key, include_retired], outputs),
+        admin_only=[admin_row, admin_note],
+        others_only=[no_changes],
     )

@@ -101,14 +101,16 @@ def build_ui(api_base: str) -> gr.Blocks:
                 data = build_data_tab(access)
 
         admin_only = [*adapters.admin_only, *data.admin_only]
+        others_only = [*adapters.others_only, *data.others_only]
 
         def check_role(api_key):
             role = access.role(api_key)
             note = ROLE_NOTES[role] if (api_key or "").strip() else ""
-            shown = gr.update(visible=role == "admin")
-            return note, *[shown for _ in admin_only]
+            admin = role == "admin"
+            shown, hidden = gr.update(visible=admin), gr.update(visible=not admin)
+            return note, *[shown for _ in admin_only], *[hidden for _ in others_only]
 
-        role_check = (check_role, [access.api_key], [role_note, *admin_only])
+        role_check = (check_role, [access.api_key], [role_note, *admin_only, *others_only])
         loads = [role_check, *chat.loads, *arena.loads]
         loads += [leaderboard.refresh, adapters.refresh, data.refresh]
         quiet = {"show_progress": "hidden"}  # background refreshes: no spinner over the page

@@ -37,6 +37,7 @@ KINDS = [("JSON Lines", "jsonl"), ("Parquet", "parquet")]
 class DataTab:
     refresh: tuple  # (fn, inputs, outputs)
     admin_only: list
+    others_only: list  # shown instead, to keys that are not admin
 
 
 def counts_html(counts: dict[str, int]) -> str:
@@ -110,8 +111,16 @@ def build_data_tab(access: Access) -> DataTab:
         export_status = gr.Markdown(elem_id="export-status")
         download = gr.File(label="Download", visible=False, elem_id="export-file")
 
+    no_export = gr.Markdown(
+        "Exports of everyone's judgements need an admin key (enter one under Access).",
+        visible=False,
+        elem_id="export-needs-admin",
+    )
+
     key = access.api_key
     outputs = [cards, raters, message]
     button.click(refresh, [key], outputs)
     run.click(export, [key, fmt, kind], [download, export_status])
-    return DataTab(refresh=(refresh, [key], outputs), admin_only=[export_panel])
+    return DataTab(
+        refresh=(refresh, [key], outputs), admin_only=[export_panel], others_only=[no_export]
+    )

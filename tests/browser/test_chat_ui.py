@@ -31,6 +31,7 @@ def test_chat_rate_with_reasons_regenerate_and_pick(page, store, screenshot):
     page.locator("#rate-panel").get_by_label("Helpful").check()
     page.locator("#rate-panel").get_by_label("Clear").check()
     page.locator("#rate-comment textarea, #rate-comment input").fill("short and useful")
+    screenshot("ui-chat-rating.png")
     page.locator("#rate-save").click()
     wait_for(lambda: "rated ▲ good" in status(page), what="the rating to be confirmed")
     ratings = list(store.db["ratings"].rows_where("exchange_id = ?", [first["id"]]))

@@ -50,6 +50,7 @@ def test_user_keys_see_no_admin_controls(page, store, keys):
     open_tab(page, "Data")
     page.locator("#data-counts").wait_for()
     assert page.locator("#export-run").count() == 0 or not page.locator("#export-run").is_visible()
+    assert page.locator("#export-needs-admin").is_visible()  # says why there is no export
 
     enter_key(page, keys["admin"])
     wait_for(lambda: "admin key" in page.locator("#role").inner_text(), what="the admin role")

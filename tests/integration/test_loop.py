@@ -49,7 +49,10 @@ def vote_for(stack, candidate: str, opponent: str, candidate_wins: bool) -> None
     """
     body = {"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 8,
             "models": [candidate, opponent]}  # fmt: skip
-    battle = httpx.post(f"{stack.api}/arena/battles", json=body, timeout=300).json()
+    resp = httpx.post(f"{stack.api}/arena/battles", json=body, timeout=300)
+    if resp.status_code == 409:  # the gate has just promoted the candidate: it is live now
+        return
+    battle = resp.json()
     [row] = Store(stack.data_dir / "flywheel.db").query(
         "select model_a from battles where id = ?", [battle["battle_id"]]
     )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -89,3 +93,40 @@ def test_bad_jobs_fail_with_a_clear_error(stack, liked_answers):
     bad_method = start(stack, method="ppo")
     assert bad_method.status_code == 400 and bad_method.json()["error"]["param"] == "method"
     assert httpx.get(f"{stack.api}/train/jobs/99999").status_code == 404
+
+
+def training_pid(job_id: int) -> int | None:
+    """The job's child process, found the way an operator would: by its command line."""
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            b"train" in argv
+            and b"--job-id" in argv
+            and argv[argv.index(b"--job-id") + 1] == str(job_id).encode()
+        ):
+            return int(proc.name)
+    return None
+
+
+def test_a_killed_job_fails_cleanly_and_keeps_the_data(stack, liked_answers):
+    counts = httpx.get(f"{stack.api}/feedback/counts").json()
+    resp = start(stack, method="sft", name="it-killed", params={"max_steps": 500})
+    job_id = resp.json()["id"]
+    wait_for(lambda: (job(stack, job_id).get("step") or 0) >= 1, timeout=300, what="a step")
+    pid = training_pid(job_id)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # mid-step: no handler runs, nothing is cleaned up
+    done = finished(stack, job_id, timeout=120)
+    assert done["status"] == "failed" and "signal 9" in done["error"]
+    assert not (stack.data_dir / "runs" / f"job-{job_id}" / "adapter").exists()
+    assert "it-killed" not in {a["name"] for a in httpx.get(f"{stack.api}/adapters").json()}
+    after = httpx.get(f"{stack.api}/feedback/counts").json()
+    assert {k: after[k] for k in ("ratings", "comparisons")} == {
+        k: counts[k] for k in ("ratings", "comparisons")
+    }
+    again = start(stack, method="sft", params={"max_steps": 1})
+    assert again.status_code == 201  # the runner is not stuck on the dead job
+    finished(stack, again.json()["id"])

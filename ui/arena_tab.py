@@ -64,7 +64,8 @@ class ArenaTab:
 
 
 def _vote_buttons(enabled: bool) -> list:
-    return [gr.update(interactive=enabled) for _ in VOTES]
+    variant = "primary" if enabled else "secondary"  # bright when a vote is expected
+    return [gr.update(interactive=enabled, variant=variant) for _ in VOTES]
 
 
 def _chat(messages: list[dict], label: str):

@@ -92,6 +92,6 @@ def rating_svg(rows: list[dict], anchor: float = 1000.0) -> str:
             f'<circle cx="{legend_x}" cy="{height - 8}" r="5" fill="{color}"/>'
             f'<text x="{legend_x + 9}" y="{height - 4}" fill="#374151">{status}</text>'
         )
-        legend_x += 95
+        legend_x += 30 + 8 * len(status)
     parts.append("</svg>")
     return "".join(parts)

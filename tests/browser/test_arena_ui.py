@@ -18,12 +18,21 @@ def leaderboard_battles(page) -> int:
     return int(found.group(1)) if found else -1
 
 
-def fight(page, prompt: str) -> None:
-    """Send a prompt to both sides and wait until a vote is possible."""
+def answers(page, side: str) -> int:
+    return page.locator(f'#arena-{side} [data-testid="bot"]').count()
+
+
+def fight(page, prompt: str, turn: int = 1) -> None:
+    """Send a prompt to both sides and wait until their answers for `turn` are complete."""
     page.locator("#arena-prompt textarea").fill(prompt)
     page.locator("#arena-prompt textarea").press("Enter")
     wait_for(
-        lambda: page.locator("#vote-a").is_enabled(), timeout=300, what="both answers to finish"
+        lambda: (
+            answers(page, "a") == answers(page, "b") == turn
+            and page.locator("#vote-a").is_enabled()
+        ),
+        timeout=300,
+        what="both answers to finish",
     )
 
 
@@ -42,8 +51,7 @@ def test_vote_by_keyboard_reveals_the_models_and_moves_the_leaderboard(
     assert not page.locator("#vote-a").is_enabled()  # no vote before both answers exist
     fight(page, "Name a fruit.")
     for side in ("a", "b"):
-        bot = page.locator(f'#arena-{side} [data-testid="bot"]')
-        assert bot.count() == 1 and bot.inner_text().strip()
+        assert page.locator(f'#arena-{side} [data-testid="bot"]').inner_text().strip()
     served = {m["id"] for m in httpx.get(f"{stack.api}/models").json()["data"]}
     labels = page.locator("#arena-a, #arena-b").all_inner_texts()
     assert not any(name in text for name in served for text in labels)  # anonymous
@@ -66,7 +74,6 @@ def test_vote_by_keyboard_reveals_the_models_and_moves_the_leaderboard(
     table = page.locator("#leaderboard-table").inner_text()
     assert battle["model_a"] in table and battle["model_b"] in table
     assert page.locator("#rating-plot-svg circle").count() >= 2  # the models' ratings plotted
-    screenshot("ui-leaderboard.png")
 
     open_tab(page, "Arena")
     page.keyboard.press("n")  # next battle: a sample prompt is ready, Enter sends it
@@ -76,6 +83,13 @@ def test_vote_by_keyboard_reveals_the_models_and_moves_the_leaderboard(
     assert reveal.inner_text().strip() == ""
     prompt.press("Enter")
     wait_for(lambda: page.locator("#vote-a").is_enabled(), timeout=300, what="second battle")
+    fight(page, "Say it in one word.", turn=2)  # a follow-up before the vote: both answer it
     page.keyboard.press("4")  # both bad
     wait_for(lambda: "both are bad" in reveal.inner_text(), what="the second reveal")
     wait_for(lambda: "this session: 2" in counter.inner_text(), what="the counter")
+    [second] = list(store.db.query("select * from battles order by rowid desc limit 1"))
+    assert (second["turns"], second["winner"]) == (2, "both_bad")
+
+    open_tab(page, "Leaderboard")
+    wait_for(lambda: leaderboard_battles(page) == before + 2, what="both votes on the board")
+    screenshot("ui-leaderboard.png")

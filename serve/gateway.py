@@ -124,6 +124,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
+        # as uvicorn binds: a port whose last connections are in TIME_WAIT is free to reuse
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -151,6 +151,8 @@ class JobRunner:
         if running.cancelled:
             self.store.update_job(running.job_id, status="cancelled", error="cancelled by a user")
             return
+        if job.get("status") in FINISHED:  # the child recorded its own end (e.g. a reward model)
+            return
         if code != 0:
             if job.get("status") not in FINISHED:
                 how = f"signal {-code}" if code < 0 else f"exit code {code}"

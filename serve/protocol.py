@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from feedback.store import REASONS
 
@@ -68,7 +69,15 @@ class AdapterInfo(BaseModel):
     parent: str | None = None
     job_id: int | None = None
     dataset_hash: str | None = None
+    hyperparameters: dict | None = None
+    metrics: dict | None = None
     created_at: str
+
+    @field_validator("hyperparameters", "metrics", mode="before")
+    @classmethod
+    def _json(cls, value):
+        """The store keeps these as JSON text."""
+        return json.loads(value) if isinstance(value, str) else value
 
 
 class PromoteRequest(FlywheelModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -33,6 +34,8 @@ def test_reward_model_then_dpo_with_best_of_n_pairs(stack, trained_adapter):
     reward = run_job(stack, method="reward", params={"max_steps": 2})
     assert reward["status"] == "succeeded", reward
     assert reward["adapter"] is None  # a scorer, not a served adapter
+    time.sleep(3)  # the runner checks its children twice a second
+    assert job(stack, reward["id"])["status"] == "succeeded"  # still, after the runner saw it end
     dpo = run_job(stack, method="dpo", name="it-bon", params={"max_steps": 1}, synthetic_pairs=3)
     assert dpo["status"] == "succeeded", dpo
     log = (stack.data_dir / "runs" / f"job-{dpo['id']}" / "train.log").read_text()

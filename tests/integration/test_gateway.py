@@ -116,7 +116,7 @@ def test_errors_are_openai_shaped(stack, method, path, body, status, code):
 
 def test_engine_errors_keep_their_status_and_shape(client):
     too_long = [{"role": "user", "content": "word " * 3000}]  # over the 2048-token context
-    with pytest.raises(openai.BadRequestError, match="context length|max_model_len"):
+    with pytest.raises(openai.BadRequestError, match=r"context length|max_model_len"):
         client.chat.completions.create(model=BASE, messages=too_long, max_tokens=10)
 
 

@@ -2,7 +2,8 @@
 
 It reaches flywheel only through the gateway's HTTP API, like any client. Each tab lives in its
 own module (`ui/*_tab.py`); this one lays them out and wires what crosses tabs: the API key's
-role (admin controls hidden from user keys) and the leaderboard refreshed after arena votes.
+role (admin controls hidden from user keys), the leaderboard refreshed after arena votes, and
+the Chat tab's model picker refreshed when a training job produces an adapter.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ui.arena_tab import build_arena_tab
 from ui.chat_tab import build_chat_tab
 from ui.data_tab import build_data_tab
 from ui.leaderboard_tab import build_leaderboard_tab
+from ui.training_tab import build_training_tab
 
 CONCURRENT_RUNS = 64  # per event (e.g. chat streams at once); each holds a worker thread
 
@@ -85,7 +87,7 @@ def build_ui(api_base: str) -> gr.Blocks:
             role_note = gr.Markdown(elem_id="role")
         access = build_access(api_base)
         with gr.Tabs(elem_id="tabs"):
-            with gr.Tab("Chat", id="chat"):
+            with gr.Tab("Chat", id="chat") as chat_tab:
                 chat = build_chat_tab(access)
             with gr.Tab("Arena", id="arena"):
                 arena = build_arena_tab(access)
@@ -93,15 +95,13 @@ def build_ui(api_base: str) -> gr.Blocks:
                 leaderboard = build_leaderboard_tab(access)
             with gr.Tab("Adapters", id="adapters") as adapters_tab:
                 adapters = build_adapters_tab(access)
-            # The Training tab goes here (start a job, live progress, loss plot, log tail,
-            # cancel) once POST /v1/train/jobs and GET /v1/train/jobs/{id} exist: a module
-            # ui/training_tab.py with build_training_tab(access), its admin controls added to
-            # `admin_only` below, and the model picker refreshed when a job finishes.
+            with gr.Tab("Training", id="training") as training_tab:
+                training = build_training_tab(access)
             with gr.Tab("Data", id="data") as data_tab:
                 data = build_data_tab(access)
 
-        admin_only = [*adapters.admin_only, *data.admin_only]
-        others_only = [*adapters.others_only, *data.others_only]
+        admin_only = [*adapters.admin_only, *training.admin_only, *data.admin_only]
+        others_only = [*adapters.others_only, *training.others_only, *data.others_only]
 
         def check_role(api_key):
             role = access.role(api_key)
@@ -112,14 +112,24 @@ def build_ui(api_base: str) -> gr.Blocks:
 
         role_check = (check_role, [access.api_key], [role_note, *admin_only, *others_only])
         loads = [role_check, *chat.loads, *arena.loads]
-        loads += [leaderboard.refresh, adapters.refresh, data.refresh]
+        loads += [leaderboard.refresh, adapters.refresh, training.refresh, data.refresh]
         quiet = {"show_progress": "hidden"}  # background refreshes: no spinner over the page
         for fn, inputs, outputs in loads:
             demo.load(fn, inputs, outputs, **quiet)
         access.api_key.change(*role_check, **quiet).then(*chat.loads[-1], **quiet)
-        for tab, part in ((leaderboard_tab, leaderboard), (adapters_tab, adapters)):
+        for tab, part in (
+            (leaderboard_tab, leaderboard),
+            (adapters_tab, adapters),
+            (training_tab, training),
+            (data_tab, data),
+        ):
             tab.select(*part.refresh, **quiet)
-        data_tab.select(*data.refresh, **quiet)
+        # A new adapter is offered in the picker as soon as its job succeeds, and the picker
+        # is listed again whenever the Chat tab is opened (the chat's status line is kept).
+        list_models, model_inputs, (model_picker, _) = chat.loads[-1]
+        picker = (lambda key, current: list_models(key, current)[0], model_inputs, [model_picker])
+        training.trained.change(*picker, **quiet)
+        chat_tab.select(*picker, **quiet)
         for event in arena.voted:
             event.then(*leaderboard.refresh, **quiet)
     # Callbacks wait on the gateway, not on this process: one rater's stream must not queue

@@ -210,3 +210,35 @@ class GatewayClient:
             rows=int(rows) if rows and rows.isdigit() else None,
             hint=resp.headers.get("x-flywheel-hint"),
         )
+
+    # -- training ---------------------------------------------------------------------------
+
+    def start_job(
+        self,
+        method: str,
+        name: str | None = None,
+        base: str | None = None,
+        params: dict | None = None,
+        synthetic_pairs: int = 0,
+    ) -> dict:
+        """A training job (admin); 409 while another one runs."""
+        payload: dict[str, Any] = {"method": method, "params": params or {}}
+        payload |= {k: v for k, v in (("name", name), ("base", base)) if v}
+        if synthetic_pairs:
+            payload["synthetic_pairs"] = synthetic_pairs
+        return self._post("/train/jobs", payload)
+
+    def jobs(self) -> list[dict]:
+        """The newest 50 jobs, without their metrics."""
+        return self._get("/train/jobs")
+
+    def job(self, job_id: int) -> dict:
+        """One job with every logged metrics row and the tail of its log."""
+        return self._get(f"/train/jobs/{job_id}")
+
+    def cancel_job(self, job_id: int) -> dict:
+        return self._post(f"/train/jobs/{job_id}/cancel")
+
+    def decisions(self) -> list[dict]:
+        """The promotion gate's decisions, newest first."""
+        return self._get("/loop/decisions")

@@ -1,0 +1,511 @@
+"""The Training tab: start a job, watch it train (progress, loss curve, log), cancel it.
+
+Jobs run in the gateway (`POST /v1/train/jobs`), one at a time; the page polls
+`GET /v1/train/jobs/{id}` with a timer while the job it shows is queued or running, and stops
+when it ends. A job that succeeds registers a candidate adapter: the tab puts its name in
+`trained`, which the app uses to refresh the Chat tab's model picker (the arena pairs every
+served candidate by itself). Starting and cancelling are admin routes, hidden from user keys;
+anyone may watch. The promotion gate's decisions are listed read-only.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import gradio as gr
+
+from ui.access import Access, error_text
+from ui.client import GatewayError
+from ui.rating_plot import _ticks as nice_ticks
+
+POLL_S = 1.5  # progress and curve refresh while a job runs; a DPO step takes 10-20 s here
+ACTIVE = ("queued", "running")
+METHODS = [
+    ("DPO — preference pairs (comparisons, arena votes)", "dpo"),
+    ("KTO — thumbs up and down", "kto"),
+    ("SFT — liked and edited answers", "sft"),
+    ("Reward model — scores best-of-n pairs (not served)", "reward"),
+]
+# The defaults of `flywheel train --help`: shown as placeholders; a field left empty is not
+# sent, so the trainer's own default applies.
+DEFAULT_LR = {"dpo": 5e-4, "kto": 5e-4, "reward": 5e-4, "sft": 2e-4}
+PARAMS = (  # (request key, label, default shown, precision: 0 for whole numbers)
+    ("learning_rate", "Learning rate", None, None),
+    ("epochs", "Epochs", "3", None),
+    ("max_steps", "Max steps (-1: by epochs)", "-1", 0),
+    ("batch_size", "Batch size", "8", 0),
+    ("lora_r", "LoRA rank (≤ 16)", "16", 0),
+)
+BADGES = {
+    "queued": "… queued",
+    "running": "▶ running",
+    "succeeded": "✔ succeeded",
+    "failed": "✗ failed",
+    "cancelled": "■ cancelled",
+}
+BAR_COLORS = {
+    "queued": "#9ca3af",
+    "running": "#2563eb",
+    "succeeded": "#16a34a",
+    "failed": "#dc2626",
+    "cancelled": "#6b7280",
+}
+JOB_HEADERS = ["Job", "Method", "Status", "Steps", "Adapter", "Started (UTC)", "Took", "Error"]
+DECISION_HEADERS = ["When (UTC)", "Candidate", "Live before", "Decision", "Reason"]
+SERIES = (  # (metric key, legend, colour, right axis: a share from 0 to 1)
+    ("loss", "train loss", "#2563eb", False),
+    ("eval_loss", "eval loss", "#ea580c", False),
+    ("rewards/accuracies", "reward accuracy", "#16a34a", True),
+    ("accuracy", "accuracy", "#16a34a", True),  # the reward model's
+)
+WIDTH, HEIGHT = 900, 300
+LEFT, RIGHT, TOP, BOTTOM = 64, 64, 40, 44
+
+
+@dataclass
+class TrainingTab:
+    refresh: tuple  # (fn, inputs, outputs): on load, on tab select
+    trained: gr.State  # the newest adapter a watched job produced: changes when one succeeds
+    admin_only: list
+    others_only: list
+
+
+# -- pictures --------------------------------------------------------------------------------
+
+
+def _when(stamp: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(stamp) if stamp else None
+    except ValueError:
+        return None
+
+
+def _took(job: dict) -> str:
+    start = _when(job.get("created_at"))
+    end = _when(job.get("finished_at")) or (
+        datetime.now(UTC) if job.get("status") in ACTIVE else None
+    )
+    if start is None or end is None:
+        return ""
+    seconds = max(0, int((end - start).total_seconds()))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h {seconds // 60 % 60:02d}m"
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def progress_html(job: dict | None) -> str:
+    if job is None:
+        return '<div class="fw-empty" id="train-progress-empty">No training job yet.</div>'
+    status, step, total = job["status"], job.get("step") or 0, job.get("total_steps") or 0
+    share = 1.0 if status == "succeeded" else (min(step / total, 1.0) if total else 0.0)
+    adapter = job.get("adapter")
+    facts = [
+        f"<b>Job {job['id']}</b> · {html.escape(job['method'].upper())}",
+        html.escape(BADGES.get(status, status)),
+        f"step {step} / {total or '?'}",
+        _took(job),
+    ]
+    if adapter:
+        facts.append(f'adapter <code id="train-adapter">{html.escape(adapter)}</code>')
+    return (
+        f'<div id="train-progress-box" data-job="{job["id"]}" data-status="{html.escape(status)}" '
+        f'data-step="{step}" '
+        f'data-total="{total}" style="margin: 4px 0 8px">'
+        '<div style="display: flex; justify-content: space-between; gap: 12px; '
+        'margin-bottom: 6px">'
+        f'<span id="train-progress-text">{" · ".join(f for f in facts if f)}</span>'
+        f"<span><b>{share:.0%}</b></span></div>"
+        f'<div role="progressbar" aria-valuemin="0" aria-valuemax="{total}" '
+        f'aria-valuenow="{step}" style="height: 14px; border-radius: 7px; overflow: hidden; '
+        "background: var(--background-fill-secondary); "
+        'border: 1px solid var(--border-color-primary)">'
+        f'<div id="train-progress-bar" style="width: {share * 100:.1f}%; height: 100%; '
+        f'background: {BAR_COLORS.get(status, "#2563eb")}; transition: width 0.6s"></div>'
+        "</div></div>"
+    )
+
+
+def _points(metrics: list[dict], key: str) -> list[tuple[float, float]]:
+    return [
+        (float(row["step"]), float(row[key]))
+        for row in metrics
+        if isinstance(row.get(key), int | float) and isinstance(row.get("step"), int | float)
+    ]
+
+
+def loss_svg(job: dict | None) -> str:
+    """Train loss, eval loss (left axis) and reward accuracy (right axis, 0-1) by step."""
+    metrics = (job or {}).get("metrics") or []
+    series = [
+        (key, label, color, right, _points(metrics, key)) for key, label, color, right in SERIES
+    ]
+    series = [s for s in series if s[4]]
+    if not series:
+        if job is None:
+            text = "No training job yet: start one above and its loss curve is drawn here."
+        elif job["status"] in ACTIVE:
+            text = "Waiting for the first step (loading the model and the data takes a while)…"
+        else:
+            text = "This job logged no metrics."
+        return f'<div class="fw-empty" id="train-plot-empty">{html.escape(text)}</div>'
+    steps = [x for *_, points in series for x, _ in points]
+    x_high = max(max(steps), float(job.get("total_steps") or 0), 1.0)
+    losses = [y for *_, right, points in series if not right for _, y in points] or [0.0, 1.0]
+    low, high = min(losses), max(losses)
+    pad = max((high - low) * 0.1, 0.02)
+    low, high = (max(low - pad, 0.0) if low >= 0 else low - pad), high + pad
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def x(step: float) -> float:
+        return LEFT + step / x_high * plot_w
+
+    def y(value: float, right: bool) -> float:
+        share = value if right else (value - low) / (high - low)
+        return TOP + (1 - share) * plot_h
+
+    base = HEIGHT - BOTTOM
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" '
+        'role="img" aria-label="Training loss by step" id="train-plot-svg" '
+        'style="font-family: ui-sans-serif, system-ui, sans-serif; font-size: 13px">'
+    ]
+    for tick in nice_ticks(low, high):
+        ty = y(tick, False)
+        parts.append(
+            f'<line x1="{LEFT}" y1="{ty:.1f}" x2="{WIDTH - RIGHT}" y2="{ty:.1f}" stroke="#e5e7eb"/>'
+            f'<text x="{LEFT - 8}" y="{ty + 4:.1f}" text-anchor="end" fill="#6b7280">'
+            f"{tick:.3g}</text>"
+        )
+    for tick in (t for t in nice_ticks(0, x_high) if float(t).is_integer()):
+        tx = x(tick)
+        parts.append(
+            f'<line x1="{tx:.1f}" y1="{base}" x2="{tx:.1f}" y2="{base + 5}" stroke="#9ca3af"/>'
+            f'<text x="{tx:.1f}" y="{base + 19}" text-anchor="middle" fill="#6b7280">'
+            f"{tick:g}</text>"
+        )
+    parts.append(
+        f'<line x1="{LEFT}" y1="{base}" x2="{WIDTH - RIGHT}" y2="{base}" stroke="#9ca3af"/>'
+        f'<text x="{LEFT + plot_w / 2:.0f}" y="{HEIGHT - 6}" text-anchor="middle" '
+        'fill="#374151">step</text>'
+        f'<text transform="translate(16 {TOP + plot_h / 2:.0f}) rotate(-90)" '
+        'text-anchor="middle" fill="#374151">loss</text>'
+    )
+    if any(right for *_, right, _ in series):
+        for share in (0, 0.5, 1):
+            parts.append(
+                f'<text x="{WIDTH - RIGHT + 8}" y="{y(share, True) + 4:.1f}" fill="#16a34a">'
+                f"{share:.0%}</text>"
+            )
+    legend_x = LEFT
+    for key, label, color, right, points in series:
+        last = points[-1][1]
+        shown = f"{last:.0%}" if right else f"{last:.3f}"
+        dash = ' stroke-dasharray="6 4"' if key == "eval_loss" else ""
+        coords = " ".join(f"{x(px):.1f},{y(py, right):.1f}" for px, py in points)
+        dots = "".join(
+            f'<circle cx="{x(px):.1f}" cy="{y(py, right):.1f}" r="{4 if len(points) < 40 else 2}" '
+            f'fill="{color}"><title>step {px:g}: {html.escape(label)} {py:.4g}</title></circle>'
+            for px, py in points
+        )
+        parts.append(
+            f'<g class="train-series" data-series="{html.escape(key)}" '
+            f'data-points="{len(points)}">'
+            f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="2"{dash}/>'
+            f"{dots}</g>"
+            f'<line x1="{legend_x}" y1="16" x2="{legend_x + 22}" y2="16" stroke="{color}" '
+            f'stroke-width="3"{dash}/>'
+            f'<text x="{legend_x + 28}" y="20" fill="#111827">{html.escape(label)} '
+            f'<tspan fill="#6b7280">{shown}</tspan></text>'
+        )
+        legend_x += 60 + 8 * (len(label) + len(shown))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def job_rows(jobs: list[dict]) -> list[list]:
+    return [
+        [
+            j["id"],
+            j["method"].upper(),
+            BADGES.get(j["status"], j["status"]),
+            f"{j.get('step') or 0} / {j.get('total_steps') or '?'}",
+            j.get("adapter") or "—",
+            (j.get("created_at") or "")[:19].replace("T", " "),
+            _took(j),
+            (j.get("error") or "")[:300],
+        ]
+        for j in jobs
+    ]
+
+
+def decision_rows(decisions: list[dict]) -> list[list]:
+    return [
+        [
+            (d.get("created_at") or "")[:19].replace("T", " "),
+            d["candidate"],
+            d.get("incumbent") or "base",
+            d["action"],
+            d["reason"],
+        ]
+        for d in decisions
+    ]
+
+
+def job_message(job: dict) -> str:
+    """What the status line says about a job, by its state."""
+    number, status = f"job {job['id']}", job["status"]
+    if status == "queued":
+        return f"… {number} is queued: the trainer is starting"
+    if status == "running":
+        return f"▶ {number} is training: progress and curve update as steps finish"
+    if status == "failed":
+        return f"✗ {number} failed: {job.get('error') or 'no reason recorded'}"
+    if status == "cancelled":
+        return f"■ {number} was cancelled: no adapter was kept"
+    if not job.get("adapter"):
+        return f"✔ {number} succeeded (a reward model: it scores best-of-n pairs, it is not served)"
+    return (
+        f"✔ {number} succeeded: adapter `{job['adapter']}` is registered as a candidate. "
+        "Pick it in the Chat tab's model picker; the arena pairs it with the live model."
+    )
+
+
+def _base_choices(adapters: list[dict]) -> list[tuple[str, str]]:
+    choices = [("base model (a new LoRA)", "base"), ("live model", "live")]
+    served = [a for a in adapters if a["status"] != "retired"]
+    return choices + [
+        (f"continue {a['engine_name']} ({a['status']})", a["engine_name"]) for a in served
+    ]
+
+
+# -- the tab ---------------------------------------------------------------------------------
+
+
+def build_training_tab(access: Access) -> TrainingTab:
+    def watch(job: dict | None, message: str | None = None):
+        """The outputs that show one job: progress, curve, log, cancel, status, timer."""
+        active = job is not None and job["status"] in ACTIVE
+        log = "\n".join((job or {}).get("log_tail") or [])
+        return (
+            progress_html(job),
+            loss_svg(job),
+            log,
+            gr.update(interactive=active),
+            message if message is not None else (job_message(job) if job else ""),
+            job["id"] if job else None,
+            job["status"] if job else None,
+            gr.Timer(active=active),
+        )
+
+    def tables(client):
+        return job_rows(client.jobs()), decision_rows(client.decisions())
+
+    def refresh(api_key, watched):
+        """Everything, for the job being watched (none yet: the newest one)."""
+        client = access.client(api_key)
+        try:
+            jobs, decisions = client.jobs(), client.decisions()
+            running = next((j for j in jobs if j["status"] in ACTIVE), None)
+            job_id = (running or {}).get("id") or watched or (jobs[0]["id"] if jobs else None)
+            job = client.job(job_id) if job_id else None
+            base = _base_choices(client.adapters())
+        except Exception as exc:
+            return *[gr.update()] * 4, f"⚠ {error_text(exc)}", *[gr.update()] * 6
+        return (
+            *watch(job),
+            job_rows(jobs),
+            decision_rows(decisions),
+            gr.update(choices=base),
+        )
+
+    def tick(api_key, watched, last_status):
+        """One poll of the watched job; the tables and the picker only when its state changes."""
+        if watched is None:
+            return *[gr.update()] * 7, gr.Timer(active=False), *[gr.update()] * 3
+        client = access.client(api_key)
+        try:
+            job = client.job(watched)
+        except Exception as exc:
+            return *[gr.update()] * 4, f"⚠ {error_text(exc)}", *[gr.update()] * 6
+        keep = gr.update()
+        if job["status"] == last_status:
+            return *watch(job, message=keep), keep, keep, keep
+        try:
+            jobs, decisions = tables(client)
+        except Exception:
+            jobs, decisions = keep, keep
+        trained = job["adapter"] if job["status"] == "succeeded" and job["adapter"] else keep
+        return *watch(job), jobs, decisions, trained
+
+    def start(api_key, method, name, base, synthetic, *values):
+        params = {
+            key: (int(value) if precision == 0 else float(value))
+            for (key, _, _, precision), value in zip(PARAMS, values, strict=True)
+            if value is not None
+        }
+        client = access.client(api_key)
+        try:
+            job = client.start_job(
+                method,
+                (name or "").strip() or None,
+                None if base in (None, "base") else base,
+                params,
+                int(synthetic or 0) if method == "dpo" else 0,
+            )
+        except Exception as exc:
+            if not (isinstance(exc, GatewayError) and exc.status == 409):
+                return (
+                    *[gr.update()] * 4,
+                    f"⚠ could not start: {error_text(exc)}",
+                    *[gr.update()] * 4,
+                )
+            return already_running(client, exc)
+        return *watch(job, f"▶ started job {job['id']} ({method.upper()})"), job_rows(client.jobs())
+
+    def already_running(client, exc: GatewayError):
+        """409: show the job that is running instead, with the gateway's words."""
+        message = f"⚠ one job at a time, and one is running: {error_text(exc)}"
+        try:
+            jobs = client.jobs()
+            running = next((j for j in jobs if j["status"] in ACTIVE), None)
+            job = client.job(running["id"]) if running else None
+        except Exception:
+            return *[gr.update()] * 4, message, *[gr.update()] * 4
+        return *watch(job, message), job_rows(jobs)
+
+    def cancel(api_key, watched):
+        if watched is None:
+            return "⚠ no job to cancel"
+        try:
+            access.client(api_key).cancel_job(watched)
+        except Exception as exc:
+            return f"⚠ could not cancel: {error_text(exc)}"
+        return f"■ cancelling job {watched}…"
+
+    def pick_job(api_key, evt: gr.SelectData):
+        row = evt.row_value or []
+        if not row:
+            return (gr.update(),) * 8
+        try:
+            job = access.client(api_key).job(int(row[0]))
+        except Exception as exc:
+            return *[gr.update()] * 4, f"⚠ {error_text(exc)}", *[gr.update()] * 3
+        return watch(job)
+
+    def method_changed(method):
+        lr = DEFAULT_LR.get(method, 5e-4)
+        return (
+            gr.update(placeholder=f"default {lr:g}"),
+            gr.update(visible=method == "dpo"),
+            gr.update(placeholder=f"default {method}-jobN"),
+        )
+
+    # -- layout ------------------------------------------------------------------------------
+
+    with gr.Column(variant="panel", elem_id="train-form") as form:
+        gr.Markdown("### Train an adapter from the judgements collected so far")
+        with gr.Row():
+            method = gr.Dropdown(
+                label="Method", choices=METHODS, value="dpo", elem_id="train-method", scale=3
+            )
+            name = gr.Textbox(
+                label="Adapter name", placeholder="default dpo-jobN", elem_id="train-name"
+            )
+            base = gr.Dropdown(
+                label="Start from",
+                choices=_base_choices([]),
+                value="base",
+                elem_id="train-base",
+                scale=2,
+            )
+        with gr.Row():
+            fields = [
+                gr.Number(
+                    label=label,
+                    placeholder=f"default {default or DEFAULT_LR['dpo']}",
+                    precision=precision,
+                    elem_id=f"train-{key.replace('_', '-')}",
+                    min_width=120,
+                )
+                for key, label, default, precision in PARAMS
+            ]
+            synthetic = gr.Number(
+                label="Synthetic pairs (best-of-n)",
+                value=0,
+                precision=0,
+                minimum=0,
+                elem_id="train-synthetic",
+                min_width=120,
+                info="needs a trained reward model",
+            )
+        start_button = gr.Button("▶ Start training", variant="primary", elem_id="train-start")
+    need_admin = gr.Markdown(
+        "Starting and cancelling training jobs need an admin key (enter one under Access); "
+        "anyone can watch them here.",
+        visible=False,
+        elem_id="train-needs-admin",
+    )
+    with gr.Row(equal_height=True):
+        status = gr.Markdown(elem_id="train-status")
+        cancel_button = gr.Button(
+            "■ Cancel job",
+            variant="stop",
+            interactive=False,
+            elem_id="train-cancel",
+            size="sm",
+            scale=0,
+            min_width=130,
+        )
+        reload = gr.Button("↻ Refresh", elem_id="train-refresh", size="sm", scale=0, min_width=110)
+    progress = gr.HTML(progress_html(None), elem_id="train-progress")
+    plot = gr.HTML(loss_svg(None), elem_id="train-plot")
+    log = gr.Textbox(
+        label="Log (last lines)",
+        lines=8,
+        max_lines=8,
+        interactive=False,
+        autoscroll=True,
+        elem_id="train-log",
+    )
+    gr.Markdown("### Jobs\nClick a row to show that job above.")
+    jobs_table = gr.Dataframe(
+        headers=JOB_HEADERS, interactive=False, wrap=True, elem_id="train-jobs", max_height=360
+    )
+    gr.Markdown(
+        "### Promotion gate\nThe loop (`flywheel loop`) promotes a candidate once arena votes "
+        "show it beats the live model, and retires it when they show it does not."
+    )
+    decisions_table = gr.Dataframe(
+        headers=DECISION_HEADERS, interactive=False, wrap=True, elem_id="train-decisions"
+    )
+    timer = gr.Timer(POLL_S, active=False)
+    watched, last_status, trained = gr.State(None), gr.State(None), gr.State(None)
+
+    # -- events ------------------------------------------------------------------------------
+
+    key = access.api_key
+    shown = [progress, plot, log, cancel_button, status, watched, last_status, timer]
+    everything = [*shown, jobs_table, decisions_table, base]
+    quiet = {"show_progress": "hidden"}
+    reload.click(refresh, [key, watched], everything, **quiet)
+    timer.tick(
+        tick,
+        [key, watched, last_status],
+        [*shown, jobs_table, decisions_table, trained],
+        trigger_mode="once",
+        **quiet,
+    )
+    start_button.click(
+        start, [key, method, name, base, synthetic, *fields], [*shown, jobs_table], **quiet
+    )
+    cancel_button.click(cancel, [key, watched], [status], **quiet)
+    jobs_table.select(pick_job, [key], shown, **quiet)
+    method.change(method_changed, [method], [fields[0], synthetic, name], **quiet)
+    return TrainingTab(
+        refresh=(refresh, [key, watched], everything),
+        trained=trained,
+        admin_only=[form, cancel_button],
+        others_only=[need_admin],
+    )

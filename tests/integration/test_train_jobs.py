@@ -130,3 +130,20 @@ def test_a_killed_job_fails_cleanly_and_keeps_the_data(stack, liked_answers):
     again = start(stack, method="sft", params={"max_steps": 1})
     assert again.status_code == 201  # the runner is not stuck on the dead job
     finished(stack, again.json()["id"])
+
+
+def test_a_job_killed_while_saving_registers_nothing(stack, liked_answers):
+    """Killed after training, with the adapter written to adapter.tmp but not yet renamed."""
+    resp = start(stack, method="sft", name="it-half-saved", params={"max_steps": 1})
+    job_id = resp.json()["id"]
+    log = stack.data_dir / "runs" / f"job-{job_id}" / "train.log"
+    wait_for(
+        lambda: log.is_file() and "answering" in log.read_text(errors="replace"),
+        timeout=300,
+        what="the job to reach its save phase",
+    )
+    os.kill(training_pid(job_id), signal.SIGKILL)
+    done = finished(stack, job_id, timeout=120)
+    assert done["status"] == "failed" and "signal 9" in done["error"]
+    assert not (stack.data_dir / "runs" / f"job-{job_id}" / "adapter").exists()
+    assert "it-half-saved" not in {a["name"] for a in httpx.get(f"{stack.api}/adapters").json()}

@@ -28,15 +28,15 @@ METHODS = [
     ("SFT — liked and edited answers", "sft"),
     ("Reward model — scores best-of-n pairs (not served)", "reward"),
 ]
-# The defaults of `flywheel train --help`: shown as placeholders; a field left empty is not
-# sent, so the trainer's own default applies.
+# The form starts at the defaults of `flywheel train --help` (the learning rate follows the
+# method), and every value shown is sent: an empty number field reads as 0, not as "default".
 DEFAULT_LR = {"dpo": 5e-4, "kto": 5e-4, "reward": 5e-4, "sft": 2e-4}
-PARAMS = (  # (request key, label, default shown, precision: 0 for whole numbers)
-    ("learning_rate", "Learning rate", None, None),
-    ("epochs", "Epochs", "3", None),
-    ("max_steps", "Max steps (-1: by epochs)", "-1", 0),
-    ("batch_size", "Batch size", "8", 0),
-    ("lora_r", "LoRA rank (≤ 16)", "16", 0),
+PARAMS = (  # (request key, label, default, precision: 0 for whole numbers, -1 allowed)
+    ("learning_rate", "Learning rate", DEFAULT_LR["dpo"], None, False),
+    ("epochs", "Epochs", 3, None, False),
+    ("max_steps", "Max steps (-1: by epochs)", -1, 0, True),
+    ("batch_size", "Batch size", 8, 0, False),
+    ("lora_r", "LoRA rank", 16, 0, False),
 )
 BADGES = {
     "queued": "… queued",
@@ -340,11 +340,16 @@ def build_training_tab(access: Access) -> TrainingTab:
         return *watch(job), jobs, decisions, trained
 
     def start(api_key, method, name, base, synthetic, *values):
-        params = {
-            key: (int(value) if precision == 0 else float(value))
-            for (key, _, _, precision), value in zip(PARAMS, values, strict=True)
-            if value is not None
-        }
+        params = {}
+        for (key, label, _, precision, minus_one), value in zip(PARAMS, values, strict=True):
+            if value is None or (value <= 0 and not (minus_one and value == -1)):
+                allowed = " (or -1)" if minus_one else ""
+                return (
+                    *[gr.update()] * 4,
+                    f"⚠ {label}: give a number above 0{allowed}",
+                    *[gr.update()] * 4,
+                )
+            params[key] = int(value) if precision == 0 else float(value)
         client = access.client(api_key)
         try:
             job = client.start_job(
@@ -397,7 +402,7 @@ def build_training_tab(access: Access) -> TrainingTab:
     def method_changed(method):
         lr = DEFAULT_LR.get(method, 5e-4)
         return (
-            gr.update(placeholder=f"default {lr:g}"),
+            lr,
             gr.update(visible=method == "dpo"),
             gr.update(placeholder=f"default {method}-jobN"),
         )
@@ -423,13 +428,13 @@ def build_training_tab(access: Access) -> TrainingTab:
         with gr.Row():
             fields = [
                 gr.Number(
+                    value=default,
                     label=label,
-                    placeholder=f"default {default or DEFAULT_LR['dpo']}",
                     precision=precision,
                     elem_id=f"train-{key.replace('_', '-')}",
                     min_width=120,
                 )
-                for key, label, default, precision in PARAMS
+                for key, label, default, precision, _ in PARAMS
             ]
             synthetic = gr.Number(
                 label="Synthetic pairs (best-of-n)",

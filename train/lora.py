@@ -60,6 +60,16 @@ class TrainParams:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+        positive = ("learning_rate", "epochs", "batch_size", "grad_accum", "max_length", "lora_r")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be greater than 0, not {getattr(self, name)!r}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(
+                f"max_steps must be -1 (by epochs) or at least 1, not {self.max_steps}"
+            )
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"lora_dropout must be in [0, 1), not {self.lora_dropout}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -189,3 +189,13 @@ def test_params_refuse_what_they_do_not_know(tmp_path):
         methods.load_params("dpo", overrides={"dtype": "fp8"})
     with pytest.raises(ValueError, match="unknown method 'ppo'"):
         methods.get("ppo")
+
+
+def test_nonsense_hyperparameters_are_refused_by_name():
+    from train.methods import load_params
+
+    for name, value in (("lora_r", 0), ("learning_rate", -1.0), ("batch_size", 0)):
+        with pytest.raises(ValueError, match=f"{name} must be greater than 0"):
+            load_params("dpo", overrides={name: value})
+    with pytest.raises(ValueError, match="max_steps"):
+        load_params("sft", overrides={"max_steps": 0})

@@ -272,6 +272,28 @@ def job_message(job: dict) -> str:
     )
 
 
+def decisions_update(decisions: list[dict]) -> dict:
+    """The gate's table, its label saying how many (or why none yet)."""
+    label = (
+        f"{len(decisions)} decisions, newest first"
+        if decisions
+        else "No decisions yet: the loop decides once a candidate has enough arena votes"
+    )
+    return gr.update(value=decision_rows(decisions), label=label)
+
+
+def log_html(lines: list[str]) -> str:
+    """The log's last lines in a box that stays scrolled to its end (column-reverse)."""
+    text = html.escape("\n".join(lines)) or "(no output yet)"
+    return (
+        '<div style="display: flex; flex-direction: column-reverse; max-height: 260px; '
+        "overflow: auto; border: 1px solid var(--border-color-primary); border-radius: 8px; "
+        'background: var(--background-fill-secondary)">'
+        '<pre id="train-log-text" style="margin: 0; padding: 8px 12px; font-size: 12px; '
+        f'line-height: 1.45; white-space: pre-wrap; word-break: break-all">{text}</pre></div>'
+    )
+
+
 def _base_choices(adapters: list[dict]) -> list[tuple[str, str]]:
     choices = [("base model (a new LoRA)", "base"), ("live model", "live")]
     served = [a for a in adapters if a["status"] != "retired"]
@@ -287,11 +309,10 @@ def build_training_tab(access: Access) -> TrainingTab:
     def watch(job: dict | None, message: str | None = None):
         """The outputs that show one job: progress, curve, log, cancel, status, timer."""
         active = job is not None and job["status"] in ACTIVE
-        log = "\n".join((job or {}).get("log_tail") or [])
         return (
             progress_html(job),
             loss_svg(job),
-            log,
+            log_html((job or {}).get("log_tail") or []),
             gr.update(interactive=active),
             message if message is not None else (job_message(job) if job else ""),
             job["id"] if job else None,
@@ -300,7 +321,7 @@ def build_training_tab(access: Access) -> TrainingTab:
         )
 
     def tables(client):
-        return job_rows(client.jobs()), decision_rows(client.decisions())
+        return job_rows(client.jobs()), decisions_update(client.decisions())
 
     def refresh(api_key, watched):
         """Everything, for the job being watched (none yet: the newest one)."""
@@ -316,7 +337,7 @@ def build_training_tab(access: Access) -> TrainingTab:
         return (
             *watch(job),
             job_rows(jobs),
-            decision_rows(decisions),
+            decisions_update(decisions),
             gr.update(choices=base),
         )
 
@@ -466,14 +487,8 @@ def build_training_tab(access: Access) -> TrainingTab:
         reload = gr.Button("↻ Refresh", elem_id="train-refresh", size="sm", scale=0, min_width=110)
     progress = gr.HTML(progress_html(None), elem_id="train-progress")
     plot = gr.HTML(loss_svg(None), elem_id="train-plot")
-    log = gr.Textbox(
-        label="Log (last lines)",
-        lines=8,
-        max_lines=8,
-        interactive=False,
-        autoscroll=True,
-        elem_id="train-log",
-    )
+    with gr.Accordion("Log (its last lines)", open=True, elem_id="train-log-box"):
+        log = gr.HTML(log_html([]), elem_id="train-log")
     gr.Markdown("### Jobs\nClick a row to show that job above.")
     jobs_table = gr.Dataframe(
         headers=JOB_HEADERS, interactive=False, wrap=True, elem_id="train-jobs", max_height=360
@@ -483,7 +498,12 @@ def build_training_tab(access: Access) -> TrainingTab:
         "show it beats the live model, and retires it when they show it does not."
     )
     decisions_table = gr.Dataframe(
-        headers=DECISION_HEADERS, interactive=False, wrap=True, elem_id="train-decisions"
+        headers=DECISION_HEADERS,
+        label="Decisions",
+        show_label=True,
+        interactive=False,
+        wrap=True,
+        elem_id="train-decisions",
     )
     timer = gr.Timer(POLL_S, active=False)
     watched, last_status, trained = gr.State(None), gr.State(None), gr.State(None)

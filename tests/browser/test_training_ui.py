@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
+from feedback.api_keys import ApiKeys
 from tests.browser.pages import ask, open_tab, short_answers, status
 from tests.polling import wait_for
+from ui.training_tab import log_html, loss_svg, progress_html
 
 pytestmark = pytest.mark.browser
 
+AUTH_CACHE_S = 6  # serve/auth.py trusts "no keys yet" or a verified key for 5 s
 TRAIN_S = 900  # a model load and two DPO steps on a 2-core box that also serves the engine
 
 
@@ -83,7 +88,7 @@ def test_train_dpo_watch_it_and_chat_with_the_adapter(
     assert "rewards/accuracies" in {k for row in job["metrics"] for k in row}
     assert points(page, "rewards/accuracies") >= 1  # DPO: the reward accuracy is drawn too
     assert points(page, "eval_loss") == len([r for r in job["metrics"] if "eval_loss" in r])
-    assert page.locator("#train-log textarea").input_value()  # the trainer's console
+    assert "dpo" in page.locator("#train-log-text").inner_text()  # the trainer's console
     row = page.locator("#train-jobs").get_by_role("row").filter(has_text=adapter)
     assert "succeeded" in row.inner_text()
     assert not page.locator("#train-cancel").is_enabled()  # nothing left to cancel
@@ -134,3 +139,51 @@ def test_a_failed_job_says_why(page, stack, trained_adapter):
     wait_for(lambda: job_box(page).get("status") == "failed", timeout=300, what="the failure")
     wait_for(lambda: "failed: " in train_status(page), what="the failure explained")
     assert "no reward model" in train_status(page)
+
+
+def test_a_user_key_watches_but_cannot_start_or_cancel(page, store):
+    api_keys = ApiKeys(store)
+    user, secret = api_keys.create("ui-train-user", "user")
+    time.sleep(AUTH_CACHE_S)
+    try:
+        page.locator("#access").get_by_text("Access").first.click()
+        page.locator("#api-key input").fill(secret)
+        page.locator("#api-key input").press("Enter")
+        wait_for(lambda: "user key" in page.locator("#role").inner_text(), what="the user role")
+        open_tab(page, "Training")
+        page.locator("#train-needs-admin").wait_for()  # says why the form is missing
+        assert not page.locator("#train-start").is_visible()
+        assert not page.locator("#train-cancel").is_visible()
+        assert page.locator("#train-jobs").is_visible()  # anyone may watch
+    finally:
+        api_keys.revoke(user["id"])
+        time.sleep(AUTH_CACHE_S)  # other tests run keyless again
+
+
+# -- what the tab draws, checked without a browser --------------------------------------------
+
+RUNNING = {"id": 7, "method": "dpo", "status": "running", "step": 3, "total_steps": 10,
+           "created_at": "2026-01-01T00:00:00+00:00", "adapter": None}  # fmt: skip
+
+
+def test_the_plot_draws_train_and_eval_loss_and_reward_accuracy():
+    rows = [{"step": 1, "loss": 0.69, "rewards/accuracies": 0.5}, {"step": 1, "eval_loss": 0.7},
+            {"step": 2, "loss": 0.6, "rewards/accuracies": 1.0},
+            {"step": 2, "train_loss": 0.65, "train_runtime": 9.0}]  # fmt: skip
+    svg = loss_svg(RUNNING | {"metrics": rows})
+    assert 'data-series="loss" data-points="2"' in svg
+    assert 'data-series="eval_loss" data-points="1"' in svg
+    assert 'data-series="rewards/accuracies" data-points="2"' in svg
+    assert "train_loss" not in svg  # the run's summary row is not a point of the curve
+
+
+def test_before_the_first_step_the_plot_says_it_is_waiting():
+    assert "Waiting for the first step" in loss_svg(RUNNING | {"metrics": []})
+    assert "No training job yet" in loss_svg(None)
+
+
+def test_progress_and_log_are_escaped_text():
+    box = progress_html(RUNNING | {"status": "succeeded", "adapter": "<b>x</b>@1"})
+    assert "&lt;b&gt;x&lt;/b&gt;@1" in box and "<b>x</b>" not in box
+    assert 'data-step="3" data-total="10"' in box and "width: 100.0%" in box  # done: full
+    assert "&lt;script&gt;" in log_html(["<script>alert(1)</script>"])

@@ -53,8 +53,9 @@ def vote_for(stack, candidate: str, opponent: str, candidate_wins: bool) -> None
     body = {"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 8,
             "models": [candidate, opponent]}  # fmt: skip
     resp = httpx.post(f"{stack.api}/arena/battles", json=body, timeout=300)
-    if resp.status_code == 409:  # the gate has just promoted the candidate: it is live now
+    if resp.status_code in (404, 409):  # the gate has just decided: retired, or live itself
         return
+    assert resp.status_code == 200, resp.text
     battle = resp.json()
     [row] = Store(stack.data_dir / "flywheel.db").query(
         "select model_a from battles where id = ?", [battle["battle_id"]]

@@ -60,10 +60,12 @@ class TrainParams:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
-        positive = ("learning_rate", "epochs", "batch_size", "grad_accum", "max_length", "lora_r")
+        positive = ("epochs", "batch_size", "grad_accum", "max_length", "lora_r")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be greater than 0, not {getattr(self, name)!r}")
+        if self.learning_rate < 0:  # 0 is allowed: a control run that must not move
+            raise ValueError(f"learning_rate must not be negative, not {self.learning_rate}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(
                 f"max_steps must be -1 (by epochs) or at least 1, not {self.max_steps}"

@@ -194,8 +194,10 @@ def test_params_refuse_what_they_do_not_know(tmp_path):
 def test_nonsense_hyperparameters_are_refused_by_name():
     from train.methods import load_params
 
-    for name, value in (("lora_r", 0), ("learning_rate", -1.0), ("batch_size", 0)):
+    for name, value in (("lora_r", 0), ("batch_size", 0), ("epochs", 0)):
         with pytest.raises(ValueError, match=f"{name} must be greater than 0"):
             load_params("dpo", overrides={name: value})
+    with pytest.raises(ValueError, match="learning_rate must not be negative"):
+        load_params("kto", overrides={"learning_rate": -1.0})
     with pytest.raises(ValueError, match="max_steps"):
         load_params("sft", overrides={"max_steps": 0})

@@ -64,6 +64,11 @@ WIDTH, HEIGHT = 900, 300
 LEFT, RIGHT, TOP, BOTTOM = 64, 64, 40, 44
 
 
+def keep(n: int = 1) -> tuple:
+    """`n` outputs left as they are (fresh dicts: Gradio is handed each one)."""
+    return tuple(gr.update() for _ in range(n))
+
+
 @dataclass
 class TrainingTab:
     refresh: tuple  # (fn, inputs, outputs): on load, on tab select
@@ -320,56 +325,51 @@ def build_training_tab(access: Access) -> TrainingTab:
             gr.Timer(active=active),
         )
 
-    def tables(client):
-        return job_rows(client.jobs()), decisions_update(client.decisions())
+    def say(message: str, after: int) -> tuple:
+        """Only the status line changes (it comes fifth in `shown`); `after` outputs follow."""
+        return *keep(4), message, *keep(after)
+
+    def lists(client) -> tuple:
+        """The jobs, the gate's decisions and the models to continue from, as outputs."""
+        base = gr.update(choices=_base_choices(client.adapters()))
+        return job_rows(client.jobs()), decisions_update(client.decisions()), base
 
     def refresh(api_key, watched):
         """Everything, for the job being watched (none yet: the newest one)."""
         client = access.client(api_key)
         try:
-            jobs, decisions = client.jobs(), client.decisions()
+            jobs = client.jobs()
             running = next((j for j in jobs if j["status"] in ACTIVE), None)
             job_id = (running or {}).get("id") or watched or (jobs[0]["id"] if jobs else None)
             job = client.job(job_id) if job_id else None
-            base = _base_choices(client.adapters())
+            return *watch(job), *lists(client)
         except Exception as exc:
-            return *[gr.update()] * 4, f"⚠ {error_text(exc)}", *[gr.update()] * 6
-        return (
-            *watch(job),
-            job_rows(jobs),
-            decisions_update(decisions),
-            gr.update(choices=base),
-        )
+            return say(f"⚠ {error_text(exc)}", 6)
 
     def tick(api_key, watched, last_status):
         """One poll of the watched job; the tables and the picker only when its state changes."""
         if watched is None:
-            return *[gr.update()] * 7, gr.Timer(active=False), *[gr.update()] * 3
+            return *keep(7), gr.Timer(active=False), *keep(4)
         client = access.client(api_key)
         try:
             job = client.job(watched)
         except Exception as exc:
-            return *[gr.update()] * 4, f"⚠ {error_text(exc)}", *[gr.update()] * 6
-        keep = gr.update()
+            return say(f"⚠ {error_text(exc)}", 7)  # the timer goes on: the next poll retries
         if job["status"] == last_status:
-            return *watch(job, message=keep), keep, keep, keep
+            return *watch(job, message=gr.update()), *keep(4)
         try:
-            jobs, decisions = tables(client)
+            listed = lists(client)
         except Exception:
-            jobs, decisions = keep, keep
-        trained = job["adapter"] if job["status"] == "succeeded" and job["adapter"] else keep
-        return *watch(job), jobs, decisions, trained
+            listed = keep(3)
+        trained = job["adapter"] if job["status"] == "succeeded" and job["adapter"] else gr.update()
+        return *watch(job), *listed, trained
 
     def start(api_key, method, name, base, synthetic, *values):
         params = {}
         for (key, label, _, precision, minus_one), value in zip(PARAMS, values, strict=True):
             if value is None or (value <= 0 and not (minus_one and value == -1)):
                 allowed = " (or -1)" if minus_one else ""
-                return (
-                    *[gr.update()] * 4,
-                    f"⚠ {label}: give a number above 0{allowed}",
-                    *[gr.update()] * 4,
-                )
+                return say(f"⚠ {label}: give a number above 0{allowed}", 4)
             params[key] = int(value) if precision == 0 else float(value)
         client = access.client(api_key)
         try:
@@ -381,13 +381,9 @@ def build_training_tab(access: Access) -> TrainingTab:
                 int(synthetic or 0) if method == "dpo" else 0,
             )
         except Exception as exc:
-            if not (isinstance(exc, GatewayError) and exc.status == 409):
-                return (
-                    *[gr.update()] * 4,
-                    f"⚠ could not start: {error_text(exc)}",
-                    *[gr.update()] * 4,
-                )
-            return already_running(client, exc)
+            if isinstance(exc, GatewayError) and exc.status == 409:
+                return already_running(client, exc)
+            return say(f"⚠ could not start: {error_text(exc)}", 4)
         return *watch(job, f"▶ started job {job['id']} ({method.upper()})"), job_rows(client.jobs())
 
     def already_running(client, exc: GatewayError):
@@ -398,7 +394,7 @@ def build_training_tab(access: Access) -> TrainingTab:
             running = next((j for j in jobs if j["status"] in ACTIVE), None)
             job = client.job(running["id"]) if running else None
         except Exception:
-            return *[gr.update()] * 4, message, *[gr.update()] * 4
+            return say(message, 4)
         return *watch(job, message), job_rows(jobs)
 
     def cancel(api_key, watched):
@@ -413,12 +409,11 @@ def build_training_tab(access: Access) -> TrainingTab:
     def pick_job(api_key, evt: gr.SelectData):
         row = evt.row_value or []
         if not row:
-            return (gr.update(),) * 8
+            return keep(8)
         try:
-            job = access.client(api_key).job(int(row[0]))
+            return watch(access.client(api_key).job(int(row[0])))
         except Exception as exc:
-            return *[gr.update()] * 4, f"⚠ {error_text(exc)}", *[gr.update()] * 3
-        return watch(job)
+            return say(f"⚠ {error_text(exc)}", 3)
 
     def method_changed(method):
         lr = DEFAULT_LR.get(method, 5e-4)
@@ -518,7 +513,7 @@ def build_training_tab(access: Access) -> TrainingTab:
     timer.tick(
         tick,
         [key, watched, last_status],
-        [*shown, jobs_table, decisions_table, trained],
+        [*shown, jobs_table, decisions_table, base, trained],
         trigger_mode="once",
         **quiet,
     )

@@ -128,6 +128,13 @@ def test_cancel_a_running_job_and_one_job_at_a_time(page, stack, trained_adapter
     row = page.locator("#train-jobs").get_by_role("row").filter(has_text="cancelled").first
     assert str(job_id) in row.inner_text()
 
+    # Any earlier job can be looked at again: click its row.
+    trained = page.locator("#train-jobs").get_by_role("row").filter(has_text="ui-train@").first
+    trained.get_by_role("gridcell").nth(2).click()
+    wait_for(lambda: job_box(page).get("status") == "succeeded", what="the chosen job shown")
+    assert "ui-train@" in page.locator("#train-adapter").inner_text()
+    assert points(page, "loss") >= 1
+
 
 def test_a_failed_job_says_why(page, stack, trained_adapter):
     assert trained_adapter.result.returncode == 0

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -147,6 +148,10 @@ class JobRunner:
     async def _finish(self, running: RunningJob) -> None:
         """The child has exited: register its adapter, or record why there is none."""
         code = running.process.returncode
+        if code != 0:  # a killed child cleans nothing up: its half-written output goes here
+            run_dir = self.data_dir / "runs" / f"job-{running.job_id}"
+            for leftover in ("adapter.tmp", "adapter.tmp.checkpoints"):
+                await asyncio.to_thread(shutil.rmtree, run_dir / leftover, True)
         job = self.store.job(running.job_id) or {}
         if running.cancelled:
             self.store.update_job(running.job_id, status="cancelled", error="cancelled by a user")

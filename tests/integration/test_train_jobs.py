@@ -145,5 +145,7 @@ def test_a_job_killed_while_saving_registers_nothing(stack, liked_answers):
     os.kill(training_pid(job_id), signal.SIGKILL)
     done = finished(stack, job_id, timeout=120)
     assert done["status"] == "failed" and "signal 9" in done["error"]
-    assert not (stack.data_dir / "runs" / f"job-{job_id}" / "adapter").exists()
+    run_dir = stack.data_dir / "runs" / f"job-{job_id}"
+    wait_for(lambda: not (run_dir / "adapter.tmp").exists(), timeout=10, what="the cleanup")
+    assert not (run_dir / "adapter").exists()
     assert "it-half-saved" not in {a["name"] for a in httpx.get(f"{stack.api}/adapters").json()}

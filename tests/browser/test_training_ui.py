@@ -7,6 +7,7 @@ import time
 import httpx
 import pytest
 
+from feedback import Store
 from feedback.api_keys import ApiKeys
 from tests.browser.pages import ask, open_tab, short_answers, status
 from tests.polling import wait_for
@@ -140,12 +141,24 @@ def test_a_failed_job_says_why(page, stack, trained_adapter):
     assert trained_adapter.result.returncode == 0
     open_tab(page, "Training")
     page.locator("#train-synthetic input").wait_for()
-    # Best-of-n pairs need a trained reward model, and this stack has none: the job fails.
-    page.locator("#train-synthetic input").fill("4")
-    start_job(page, "ui-fails", **{"max-steps": 1})
-    wait_for(lambda: job_box(page).get("status") == "failed", timeout=300, what="the failure")
-    wait_for(lambda: "failed: " in train_status(page), what="the failure explained")
-    assert "no reward model" in train_status(page)
+    # Best-of-n pairs need a trained reward model. Other tests in this session may have trained
+    # one in the shared stack: its folder is moved aside for this test, so there is none.
+    reward_jobs = Store(stack.data_dir / "flywheel.db").query(
+        "select id from jobs where method = 'reward'"
+    )
+    folders = [stack.data_dir / "runs" / f"job-{j['id']}" / "adapter" for j in reward_jobs]
+    hidden = [(d, d.with_name("adapter.hidden")) for d in folders if d.is_dir()]
+    for folder, aside in hidden:
+        folder.rename(aside)
+    try:
+        page.locator("#train-synthetic input").fill("4")
+        start_job(page, "ui-fails", **{"max-steps": 1})
+        wait_for(lambda: job_box(page).get("status") == "failed", timeout=300, what="the failure")
+        wait_for(lambda: "failed: " in train_status(page), what="the failure explained")
+        assert "no reward model" in train_status(page)
+    finally:
+        for folder, aside in hidden:
+            aside.rename(folder)
 
 
 def test_a_user_key_watches_but_cannot_start_or_cancel(page, store):

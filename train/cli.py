@@ -23,6 +23,7 @@ from feedback import Store
 from feedback.exports import DEFAULT_EVAL_FRACTION, export_rows, row_split
 from serve.config import DEFAULT_MAX_LORA_RANK, add_data_dir_argument
 from serve.gateway_client import GatewayUnreachable, add_gateway_arguments, call
+from serve.jobs import REGISTRATION_FILE
 from train import methods
 
 NO_ROWS = {
@@ -35,7 +36,6 @@ NO_ROWS = {
     "sft": "no liked or edited answers yet: thumbs up good answers or edit bad ones",
 }
 SAMPLE_PROMPTS = 4  # answers of base and tuned side by side, saved with the job
-REGISTRATION_FILE = "registration.json"  # read by the gateway's job runner (serve/jobs.py)
 
 
 def say(message: str) -> None:

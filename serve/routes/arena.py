@@ -77,19 +77,19 @@ def _pick_models(services: Services, requested: list[str] | None) -> tuple[str, 
     )
 
 
-def _names_model(text: str, services: Services) -> bool:
-    """Flag an answer that names a model (FastChat #1210): it could give its side away."""
+def _model_names(services: Services) -> re.Pattern:
+    """Any served model's name as a whole word (FastChat #1210: a model that names itself
+    gives its side away)."""
     names = {services.registry.base_name, "smollm"}
     names |= {a["name"] for a in services.store.adapters()}
-    lowered = text.lower()
-    return any(
-        re.search(rf"(?<![\w-]){re.escape(n.lower())}(?![\w-])", lowered) for n in names if n
-    )
+    words = "|".join(re.escape(n.lower()) for n in sorted(names) if n)
+    return re.compile(rf"(?<![\w-])(?:{words})(?![\w-])")
 
 
 def _battle_body(
     battle_id: str, answers: dict[str, SideAnswer], turns: int, services: Services
 ) -> Battle:
+    names = _model_names(services)
     return Battle(
         battle_id=battle_id,
         status="ready",
@@ -98,7 +98,7 @@ def _battle_body(
             BattleResponseText(
                 text=answers[s].completion,
                 completion_id=answers[s].id,
-                names_model=_names_model(answers[s].completion, services),
+                names_model=bool(names.search(answers[s].completion.lower())),
             )
             for s in ("a", "b")
         ],

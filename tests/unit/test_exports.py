@@ -298,9 +298,3 @@ def test_files_load_with_datasets(store, tmp_path):
             )
             assert data.column_names == list(COLUMNS[fmt])
             assert data.to_list() == export.rows
-
-
-def test_dpo_pairs_of_datasets_is_the_dpo_export(store):
-    from feedback.datasets import dpo_pairs
-
-    assert dpo_pairs(store) == export_rows(store, "dpo", split="all").rows

@@ -1,7 +1,17 @@
+"""DPO rows from comparisons: the rules `flywheel train --method dpo` trains on."""
+
 from feedback import Exchange, Store
-from feedback.datasets import dpo_pairs, snapshot_hash
+from feedback.exports import export_rows, export_snapshot
 
 PROMPT = [{"role": "user", "content": "hi"}]
+
+
+def dpo_pairs(store: Store) -> list[dict]:
+    return export_rows(store, "dpo").rows
+
+
+def snapshot_hash(rows: list[dict]) -> str:
+    return export_snapshot("dpo", rows)
 
 
 def store_with(*completions: str) -> Store:

@@ -54,8 +54,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base",
         default="base",
-        help="start from: base (a new LoRA), live, or an adapter name or name@N to continue "
-        "training it (default: base). The DPO/KTO reference is always the base model.",
+        help="start from: base (a new LoRA), live (the live adapter; a new LoRA while the base "
+        "model is live), or an adapter name or name@N to continue training it "
+        "(default: base). The DPO/KTO reference is always the base model.",
     )
     parser.add_argument("--config", help="YAML or JSON file of hyperparameters (flags override)")
     parser.add_argument(
@@ -127,10 +128,7 @@ def _start_adapter(store: Store, base: str) -> dict[str, Any] | None:
     if base in ("base", "", None):
         return None
     if base == "live":
-        row = store.live_adapter()
-        if row is None:
-            raise ValueError("--base live: no adapter is live yet (the base model is); use base")
-        return row
+        return store.live_adapter()  # None while the base model itself is live
     if "@" in base:
         row = store.adapter(base)
     else:

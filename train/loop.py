@@ -34,6 +34,13 @@ def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--name", default="loop", help="adapter name (versions: loop@1, @2, …)")
     parser.add_argument(
+        "--base",
+        default="base",
+        help="each round starts from: base (a fresh LoRA on all judgements) or live (continue "
+        "the live adapter and sample best-of-n pairs from it: the iterative-DPO recipe; the "
+        "reference stays the base model) (default: %(default)s)",
+    )
+    parser.add_argument(
         "--threshold", type=int, default=16, help="new judgements that start a round (default: 16)"
     )
     parser.add_argument(
@@ -111,7 +118,7 @@ def train_candidate(args, params: dict[str, Any]) -> str | None:
         reward = run_job(args, {"method": "reward", "params": params})
         if reward["status"] != "succeeded":
             return None
-    body = {"method": args.method, "name": args.name, "params": params}
+    body = {"method": args.method, "name": args.name, "base": args.base, "params": params}
     if args.synthetic_pairs and args.method == "dpo":
         body["synthetic_pairs"] = args.synthetic_pairs
     job = run_job(args, body)

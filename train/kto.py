@@ -68,7 +68,6 @@ def train(
     init_adapter: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train a LoRA adapter on rated completions, save it to `out_dir`, return its metrics."""
-    from datasets import Dataset
     from trl import KTOConfig, KTOTrainer
 
     lora.require_rows(train_rows, "rated completions")
@@ -96,12 +95,13 @@ def train(
         undesirable_weight=w_u,
         precompute_ref_log_probs=True,
     )
+    train_dataset, eval_dataset = lora.to_datasets(out_dir, train_rows, eval_rows)
     trainer = KTOTrainer(
         model=model,
         ref_model=ref_model,
         args=config,
-        train_dataset=Dataset.from_list(train_rows),
-        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         processing_class=lora.load_tokenizer(model_path),
         peft_config=lora.peft_config_for(params, model, init_adapter),
         callbacks=run.callbacks,

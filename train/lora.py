@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from serve.hardware import choose_dtype, cpu_threads
+from train.ranks import Ranks
 
 OnLog = Callable[[int, int, dict[str, float]], None]
 """`on_log(step, total_steps, row)`: called for every logged row, train and eval alike."""
@@ -51,7 +52,10 @@ class TrainParams:
         default=2, metadata={"help": "stop after N evaluations without a lower eval loss (0: off)"}
     )
     seed: int = field(default=0, metadata={"help": "seed for the run"})
-    threads: int = field(default=0, metadata={"help": "torch threads (0: all usable cores)"})
+    threads: int = field(
+        default=0,
+        metadata={"help": "torch threads per process (0: usable cores / processes on the machine)"},
+    )
     dtype: str = field(
         default="auto",
         metadata={"help": "auto (bf16 only on CPUs with native bf16, or a GPU), float32, bfloat16"},
@@ -82,7 +86,7 @@ def setup(params: TrainParams):
     import torch
     from transformers import set_seed
 
-    torch.set_num_threads(params.threads or cpu_threads())
+    torch.set_num_threads(params.threads or Ranks.from_env().threads(cpu_threads()))
     set_seed(params.seed)
     name = choose_dtype() if params.dtype == "auto" else params.dtype
     return getattr(torch, name)
@@ -164,6 +168,34 @@ def checkpoints_dir(out_dir: Path) -> Path:
     return Path(out_dir).parent / (Path(out_dir).name + ".checkpoints")
 
 
+def to_datasets(out_dir: Path, train_rows: list, eval_rows: list) -> tuple[Any, Any]:
+    """The train and eval `Dataset`s (eval None without rows), as every rank must see them.
+
+    One process keeps them in memory. Under `accelerate launch` rank 0 writes them into the run's
+    scratch folder first and every rank reads them from there: TRL caches precomputed reference
+    log-probs next to a dataset's files, written by rank 0 and read by all, and next to an
+    in-memory dataset means a temp folder of each process's own (the other ranks then fail to
+    open rank 0's cache file).
+    """
+    from datasets import Dataset, load_from_disk
+
+    ranks = Ranks.from_env()
+    named = {"train": train_rows, "eval": eval_rows}
+    if not ranks.distributed:
+        found = {k: Dataset.from_list(rows) if rows else None for k, rows in named.items()}
+        return found["train"], found["eval"]
+    from accelerate import PartialState
+
+    folder = checkpoints_dir(out_dir) / "datasets"
+    found = {}
+    with PartialState().main_process_first():  # rank 0 writes, then the others read
+        for name, rows in named.items():
+            if rows and ranks.is_main:
+                Dataset.from_list(rows).save_to_disk(str(folder / name))
+            found[name] = load_from_disk(str(folder / name)) if rows else None
+    return found["train"], found["eval"]
+
+
 def config_kwargs(params: TrainParams, out_dir: Path, n_train: int, has_eval: bool, dtype) -> dict:
     """Keyword arguments every TRL `*Config` gets: the same run on every method."""
     import torch
@@ -241,7 +273,9 @@ class Run:
         """Train, evaluate the kept model on the held-out rows, save it to `out_dir`.
 
         `evaluate(trainer)` gives the method's comparison with the base (train/evaluation.py);
-        `facts` (e.g. `reference="base"`) go into the returned metrics as they are.
+        `facts` (e.g. `reference="base"`) go into the returned metrics as they are. Under
+        `accelerate launch` every rank calls this (evaluation and saving are collective; the
+        Trainer writes on rank 0 only), and only rank 0 removes the checkpoints.
         """
         try:
             trainer.train()
@@ -262,5 +296,7 @@ class Run:
                     metrics.update(evaluate(trainer))
             trainer.save_model(str(out_dir))
         finally:
-            shutil.rmtree(checkpoints_dir(out_dir), ignore_errors=True)
-        return {**metrics, **self.facts, **facts}
+            if Ranks.from_env().is_main:
+                shutil.rmtree(checkpoints_dir(out_dir), ignore_errors=True)
+        world = {"world_size": trainer.args.world_size}  # the processes that really trained
+        return {**metrics, **self.facts, **world, **facts}

@@ -64,7 +64,6 @@ def train(
     init_adapter: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train a LoRA reward model on preference pairs, save it to `out_dir`, return its metrics."""
-    from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
     lora.require_rows(train_rows, "preference pairs")
@@ -78,11 +77,12 @@ def train(
     peft_config = lora.peft_config_for(
         params, model, init_adapter, task_type="SEQ_CLS", modules_to_save=[SCORE_HEAD]
     )
+    train_dataset, eval_dataset = lora.to_datasets(out_dir, train_rows, eval_rows)
     trainer = RewardTrainer(
         model=model,
         args=config,
-        train_dataset=Dataset.from_list(train_rows),
-        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=run.callbacks,

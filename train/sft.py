@@ -47,7 +47,6 @@ def train(
     init_adapter: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train a LoRA adapter on conversations, save it to `out_dir`, return its metrics."""
-    from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     lora.require_rows(train_rows, "conversations")
@@ -58,13 +57,16 @@ def train(
         **lora.config_kwargs(params, out_dir, len(train_rows), bool(eval_rows), dtype),
         completion_only_loss=params.completion_only_loss,
     )
+    train_dataset, eval_dataset = lora.to_datasets(
+        out_dir,
+        [as_prompt_completion(r) for r in train_rows],
+        [as_prompt_completion(r) for r in eval_rows],
+    )
     trainer = SFTTrainer(
         model=model,
         args=config,
-        train_dataset=Dataset.from_list([as_prompt_completion(r) for r in train_rows]),
-        eval_dataset=(
-            Dataset.from_list([as_prompt_completion(r) for r in eval_rows]) if eval_rows else None
-        ),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         processing_class=lora.load_tokenizer(model_path),
         peft_config=lora.peft_config_for(params, model, init_adapter),
         callbacks=run.callbacks,

@@ -2,7 +2,7 @@
 
 The command a user types (README, "Training beyond one machine") with the repo's
 `configs/accelerate/cpu-ddp.yaml`, on a temp store and the tiny random Llama. Both ranks train
-(each on its own half of every batch), and rank 0 alone creates the job row, writes progress,
+(each on its own share of the rows), and rank 0 alone creates the job row, writes progress,
 saves, writes the lineage and registers: two job rows, doubled progress rows or a second adapter
 mean that rank-awareness broke.
 """
@@ -41,21 +41,27 @@ def judge(store: Store, n: int) -> None:
         store.add_comparison(f"full-{i}", f"curt-{i}", "a")
 
 
+def launch(*train_args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`accelerate launch --config_file configs/accelerate/cpu-ddp.yaml -m serve.cli train ...`"""
+    command = [
+        str(Path(sys.executable).with_name("accelerate")), "launch", "--config_file", str(CONFIG),
+        "-m", "serve.cli", "train", *train_args,
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.fixture(scope="module")
 def launched(tiny_llama, tmp_path_factory):
     """One DPO epoch under `accelerate launch` with 2 processes: (data dir, finished process)."""
     data_dir = tmp_path_factory.mktemp("accelerate") / "home"
     judge(Store(data_dir / "flywheel.db"), 12)
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG),
-        "-m", "serve.cli", "train", "--method", "dpo", "--name", "ddp",
-        "--model", str(tiny_llama), "--data-dir", str(data_dir),
+    result = launch(
+        "--method", "dpo", "--name", "ddp", "--model", str(tiny_llama), "--data-dir", str(data_dir),
         "--gateway", f"http://127.0.0.1:{free_port()}",  # none there: registered offline
         "--epochs", "1", "--batch-size", str(BATCH), "--max-length", "64",
         "--learning-rate", "1e-2", "--lora-r", "8", "--lora-alpha", "16",
         "--eval-fraction", str(EVAL_FRACTION), "--samples", "0", "--dtype", "float32",
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
     return data_dir, result
 
@@ -104,6 +110,14 @@ def test_one_trained_adapter_saved_and_registered(launched, tiny_llama):
     weights = load_file(folder / "adapter" / "adapter_model.safetensors")
     lora_b = [t for name, t in weights.items() if "lora_B" in name]
     assert lora_b and any(t.abs().sum() > 0 for t in lora_b)  # B starts at zero: it trained
+
+
+def test_a_refused_job_ends_every_rank(tiny_llama, tmp_path):
+    """Rank 0 finds nothing to train on: the other rank, waiting for its rows, exits too."""
+    result = launch("--model", str(tiny_llama), "--data-dir", str(tmp_path), timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.count("no decisive comparisons") == 1  # said once, by rank 0
+    assert Store(tmp_path / "flywheel.db").jobs() == []
 
 
 @pytest.mark.parametrize("name", ["cpu-ddp", "ddp", "fsdp", "deepspeed-zero2"])

@@ -53,7 +53,7 @@ class Ranks:
         """Torch threads for this process: the machine's cores shared by the ranks on it.
 
         torchrun sets OMP_NUM_THREADS=1 for every rank (one thread each, cores left idle);
-        all usable cores for every rank would oversubscribe them world-size times over.
+        all usable cores for every rank would oversubscribe them once per rank on the machine.
         """
         return max(1, usable_cores // self.local_world_size)
 
@@ -61,14 +61,18 @@ class Ranks:
         """Join the process group now, so that rank 0 can hand the job to the others.
 
         Through accelerate's `PartialState`, the same setup the Trainer does later (it reuses
-        the group): gloo on CPUs, NCCL on GPUs, DeepSpeed's own when launched for it.
+        the group): gloo on CPUs, NCCL on GPUs, DeepSpeed's own when launched for it, and the
+        Trainer's default timeout (`ddp_timeout`, 30 min), which also bounds how long the other
+        ranks wait while rank 0 prepares the job (best-of-n sampling included).
         """
         if not self.distributed:
             return
+        from datetime import timedelta
+
         import torch
         from accelerate import PartialState
 
-        PartialState(cpu=not torch.cuda.is_available())
+        PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(seconds=1800))
 
     def share(self, value: T) -> T:
         """Rank 0's `value` on every rank (pickled over the process group); `value` alone."""

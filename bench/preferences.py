@@ -42,11 +42,6 @@ def _is_brief(text: str) -> bool:
     return 5 <= words <= 40 and text.rstrip().endswith((".", "!", "?"))
 
 
-def _asks_back(text: str) -> bool:
-    last = text.strip().rsplit("\n", 1)[-1]
-    return last.rstrip().endswith("?")
-
-
 def _exclaims(text: str) -> bool:
     return "!" in text
 
@@ -56,7 +51,6 @@ PREFERENCES = {
     for p in (
         Preference("list", "a list of at least three bullet or numbered lines", _is_list),
         Preference("brief", "5 to 40 words that end with a full stop, ! or ?", _is_brief),
-        Preference("asks-back", "ends with a question to the reader", _asks_back),
         Preference("exclaims", "contains an exclamation mark", _exclaims),
     )
 }

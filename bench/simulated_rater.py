@@ -80,8 +80,9 @@ class SimulatedRater:
         answers = list(await asyncio.gather(self._ask(prompt), self._ask(prompt)))
         while True:
             texts = [a["choices"][0]["message"]["content"] or "" for a in answers]
-            with_trait = [a for a, t in zip(answers, texts, strict=True) if self.preference.has_trait(t)]
-            without = [a for a, t in zip(answers, texts, strict=True) if not self.preference.has_trait(t)]
+            traits = [self.preference.has_trait(t) for t in texts]
+            with_trait = [a for a, trait in zip(answers, traits, strict=True) if trait]
+            without = [a for a, trait in zip(answers, traits, strict=True) if not trait]
             if with_trait and without:
                 break
             if len(answers) >= self.max_answers:

@@ -1,0 +1,350 @@
+"""Does the loop learn? A simulated rater's judgements -> `flywheel loop` -> arena -> the gate.
+
+For each preference: a fresh stack (`flywheel up`), then `flywheel loop` in the background
+and, round after round, a simulated rater (bench/simulated_rater.py) who chats, regenerates and
+picks, gives thumbs and votes in arena battles through the public HTTP API only. Per round the
+benchmark records the judgements the rater made and the ones training used, the synthetic pairs
+added, training seconds, seconds from the last judgement to the candidate answering, the
+candidate's held-out win rate against the base model (judged by the same preference, ties
+half), the share of healthy answers (tuned vs base), the gate's decision, and answers to read.
+
+The held-out measurement samples straight from the engine: answers sent through the gateway
+are logged, and the loop's best-of-n would then train on the held-out prompts.
+
+    python -m bench.loop --preference exclaims --rounds 2
+    python -m bench.loop --preference exclaims --rounds 1 --control   # shuffled labels
+    python -m bench.loop --probe                   # base rate of every preference
+
+Results go to docs/loop/<preference>[-control].json; `--plot` redraws docs/loop-win-rate.svg
+and prints the markdown table for docs/benchmarks.md from every result file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.answer_health import is_healthy
+from bench.loop_plot import win_rate_svg
+from bench.preferences import PREFERENCES, Preference
+from bench.prompts import held_out_prompts, train_prompts
+from bench.simulated_rater import SAMPLING, SimulatedRater
+from bench.stack import RunningStack, running_stack
+
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "loop"
+PLOT = RESULTS.parent / "loop-win-rate.svg"
+ADAPTER = "loop"
+
+
+def say(message: str) -> None:
+    print(f"bench.loop: {message}", file=sys.stderr, flush=True)
+
+
+# -- held-out measurement (engine direct: never logged, never trained on) ---------------------
+
+
+async def sample_answers(
+    engine_url: str, model: str, prompts: list[str], n: int, seed: int
+) -> list[list[dict[str, Any]]]:
+    """`n` sampled answers `{text, finish_reason}` per prompt, from the engine itself."""
+    limit = asyncio.Semaphore(16)
+
+    async def one(client: httpx.AsyncClient, i: int, prompt: str) -> list[dict[str, Any]]:
+        body = {"model": model, "messages": [{"role": "user", "content": prompt}], "n": n,
+                "seed": seed + i, **SAMPLING}  # fmt: skip
+        async with limit:
+            resp = await client.post(f"{engine_url}/v1/chat/completions", json=body)
+        if resp.status_code != 200:
+            raise RuntimeError(f"{model} on {prompt!r}: {resp.status_code} {resp.text[:500]}")
+        return [
+            {"text": c["message"]["content"] or "", "finish_reason": c["finish_reason"]}
+            for c in resp.json()["choices"]
+        ]
+
+    async with httpx.AsyncClient(timeout=900) as client:
+        return list(await asyncio.gather(*(one(client, i, p) for i, p in enumerate(prompts))))
+
+
+def answer_stats(preference: Preference, answers: list[list[dict[str, Any]]]) -> dict[str, float]:
+    flat = [a for per_prompt in answers for a in per_prompt]
+    return {
+        "trait": sum(preference.has_trait(a["text"]) for a in flat) / len(flat),
+        "healthy": sum(is_healthy(a["text"], a["finish_reason"]) for a in flat) / len(flat),
+    }
+
+
+def win_rate(
+    preference: Preference, tuned: list[list[dict[str, Any]]], base: list[list[dict[str, Any]]]
+) -> float:
+    """Answer k of the tuned model against answer k of the base, for every held-out prompt."""
+    scores = [
+        preference.score(t["text"], b["text"])
+        for per_t, per_b in zip(tuned, base, strict=True)
+        for t, b in zip(per_t, per_b, strict=True)
+    ]
+    return sum(scores) / len(scores)
+
+
+def side_by_side(prompts, tuned, base, count: int = 4) -> list[dict[str, str]]:
+    step = max(1, len(prompts) // count)
+    return [
+        {"prompt": prompts[i], "base": base[i][0]["text"], "tuned": tuned[i][0]["text"]}
+        for i in range(0, len(prompts), step)
+    ][:count]
+
+
+# -- the gateway's state, as any client sees it ------------------------------------------------
+
+
+def get(stack: RunningStack, path: str) -> Any:
+    resp = httpx.get(f"{stack.url}{path}", timeout=60)
+    resp.raise_for_status()
+    return resp.json()
+
+
+def judgement_count(stack: RunningStack) -> int:
+    counts = get(stack, "/v1/feedback/counts")
+    return sum(counts.get(k, 0) for k in ("ratings", "comparisons", "edits"))
+
+
+def jobs_after(stack: RunningStack, job_id: int) -> list[dict[str, Any]]:
+    jobs = [j for j in get(stack, "/v1/train/jobs") if j["id"] > job_id]
+    return sorted(jobs, key=lambda j: j["id"])
+
+
+def base_engine_name(stack: RunningStack) -> str:
+    """The base model's name in the engine (the one card without a parent adapter)."""
+    cards = httpx.get(f"{stack.engine_url}/v1/models", timeout=30).json()["data"]
+    return next(c["id"] for c in cards if not c.get("parent"))
+
+
+def wait_for_candidate(stack: RunningStack, after_job: int, loop: subprocess.Popen) -> dict:
+    """The round's DPO job, once it has succeeded (its adapter loaded and probed)."""
+    while True:
+        for job in jobs_after(stack, after_job):
+            if job["method"] == "reward":
+                continue
+            if job["status"] == "succeeded":
+                return get(stack, f"/v1/train/jobs/{job['id']}")
+            if job["status"] in ("failed", "cancelled"):
+                raise SystemExit(f"job {job['id']} {job['status']}: {job.get('error')}")
+        if loop.poll() is not None:
+            raise SystemExit(f"flywheel loop exited with {loop.returncode}")
+        time.sleep(0.5)
+
+
+def training_started(stack: RunningStack, after_job: int) -> bool:
+    return bool(jobs_after(stack, after_job))
+
+
+def first_answer(stack: RunningStack, engine_name: str) -> float:
+    """Seconds until the engine answers as this adapter version (it is served once registered)."""
+    started = time.perf_counter()
+    body = {"model": engine_name, "messages": [{"role": "user", "content": "Hi!"}],
+            "max_tokens": 8}  # fmt: skip
+    httpx.post(f"{stack.engine_url}/v1/chat/completions", json=body, timeout=120).raise_for_status()
+    return time.perf_counter() - started
+
+
+def decision_for(stack: RunningStack, candidate: str) -> dict[str, Any] | None:
+    return next((d for d in get(stack, "/v1/loop/decisions") if d["candidate"] == candidate), None)
+
+
+# -- one preference, several rounds ------------------------------------------------------------
+
+
+def loop_command(stack: RunningStack, args: argparse.Namespace) -> list[str]:
+    command = [
+        sys.executable, "-m", "serve.cli", "loop", "--gateway", stack.url, "--name", ADAPTER,
+        "--base", "live", "--threshold", str(args.judgements), "--rounds", str(args.rounds),
+        "--synthetic-pairs", str(args.synthetic_pairs), "--poll", "1",
+        "--min-battles", str(args.min_battles), "--decide-after", str(args.decide_after),
+        "--win-rate", str(args.gate_win_rate), "--max-battles", str(args.max_battles),
+    ]  # fmt: skip
+    for param in args.param:
+        command += ["--param", param]
+    return command
+
+
+async def run_rounds(stack: RunningStack, args: argparse.Namespace) -> dict[str, Any]:
+    preference = PREFERENCES[args.preference]
+    train, held_out = train_prompts(), held_out_prompts()
+    say(f"base model: {len(held_out)} held-out prompts x{args.samples}")
+    base_name = base_engine_name(stack)
+    base = await sample_answers(stack.engine_url, base_name, held_out, args.samples, seed=1)
+    result: dict[str, Any] = {
+        "preference": preference.name,
+        "description": preference.description,
+        "control": args.control,
+        "settings": {k: v for k, v in vars(args).items() if k not in ("plot", "probe")},
+        "base": answer_stats(preference, base),
+        "rounds": [],
+    }
+    say(f"base shows the trait in {result['base']['trait']:.0%} of answers")
+    loop_log = open(stack.data_dir / "loop.log", "wb")  # noqa: SIM115 - closed below
+    loop = subprocess.Popen(loop_command(stack, args), stdout=loop_log, stderr=subprocess.STDOUT)
+    last_job = 0
+    round_start_count = 0
+    async with httpx.AsyncClient(base_url=stack.url, timeout=900) as client:
+        rater = SimulatedRater(client, preference, shuffled=args.control, seed=args.seed)
+        try:
+            for number in range(1, args.rounds + 1):
+                before = asdict(rater.tally)
+                needed = max(0, args.judgements - (judgement_count(stack) - round_start_count))
+                say(f"round {number}: the rater makes {needed} judgements")
+                judging = time.perf_counter()
+                if needed:
+                    await rater.judge(train, needed)
+                judged_s = time.perf_counter() - judging
+                last_judgement = rater.tally.last_judgement_at
+                round_start_count = judgement_count(stack)
+                while not training_started(stack, last_job):
+                    await asyncio.sleep(0.5)
+                trained_at = time.perf_counter()
+                job = await asyncio.to_thread(wait_for_candidate, stack, last_job, loop)
+                candidate = job["adapter"]
+                answer_s = await asyncio.to_thread(first_answer, stack, candidate)
+                turnaround = time.perf_counter() - last_judgement
+                jobs = [j for j in get(stack, "/v1/train/jobs") if last_job < j["id"] <= job["id"]]
+                last_job = job["id"]
+                say(f"round {number}: {candidate} answering {turnaround:.0f} s after the judgement")
+                tuned = await sample_answers(stack.engine_url, candidate, held_out, args.samples, 1)
+                rate = win_rate(preference, tuned, base)
+                say(f"round {number}: held-out win rate against base {rate:.0%}")
+                voting = time.perf_counter()
+
+                async def decided(candidate: str = candidate) -> bool:
+                    return await asyncio.to_thread(decision_for, stack, candidate) is not None
+
+                await rater.vote_until(train, decided)
+                decision = decision_for(stack, candidate)
+                config = job["config"]
+                result["rounds"].append(
+                    {
+                        "round": number,
+                        "candidate": candidate,
+                        "judgements_made": rater.tally.judgements - before["judgements"],
+                        "rater_answers_read": rater.tally.answers_read - before["answers_read"],
+                        "human_pairs_used": config["train_rows"] - config["synthetic_pairs"],
+                        "synthetic_pairs": config["synthetic_pairs"],
+                        "eval_rows": config["eval_rows"],
+                        "judging_s": round(judged_s, 1),
+                        "training_s": round(time.perf_counter() - trained_at - answer_s, 1),
+                        "jobs": [
+                            {"id": j["id"], "method": j["method"], "status": j["status"]}
+                            for j in jobs
+                        ],
+                        "last_judgement_to_answer_s": round(turnaround, 1),
+                        "held_out_win_rate": round(rate, 4),
+                        "tuned": answer_stats(preference, tuned),
+                        "arena_votes": rater.tally.votes - before["votes"],
+                        "arena_s": round(time.perf_counter() - voting, 1),
+                        "gate": {"action": decision["action"], "reason": decision["reason"]},
+                        "samples": side_by_side(held_out, tuned, base),
+                        "train_metrics": job.get("metrics_rows", [])[-1:] or job.get("metrics"),
+                    }
+                )
+                say(f"round {number}: gate {decision['action']}: {decision['reason']}")
+        finally:
+            loop.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                loop.wait(30)
+            loop_log.close()
+    result["loop_log_tail"] = (stack.data_dir / "loop.log").read_text().splitlines()[-40:]
+    return result
+
+
+# -- the base rates, and the report ------------------------------------------------------------
+
+
+async def probe(stack: RunningStack, samples: int) -> None:
+    held_out = held_out_prompts()
+    base = await sample_answers(stack.engine_url, base_engine_name(stack), held_out, samples, 1)
+    for preference in PREFERENCES.values():
+        stats = answer_stats(preference, base)
+        trait, healthy = stats["trait"], stats["healthy"]
+        print(f"{preference.name:10s} base: trait {trait:.0%}, healthy {healthy:.0%}")
+
+
+def report() -> None:
+    """Redraw the plot and print the table from every result file in docs/loop/."""
+    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    series = {
+        r["preference"] + (" (shuffled labels)" if r["control"] else ""): [0.5]
+        + [x["held_out_win_rate"] for x in r["rounds"]]
+        for r in results
+    }
+    PLOT.write_text(win_rate_svg(series, "flywheel loop: held-out win rate against base"))
+    print("| preference | round | judgements made (used) | synthetic pairs | training s | "
+          "last judgement → answering s | win rate vs base | trait tuned / base | "
+          "healthy tuned / base | arena votes | gate |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        name = r["preference"] + (" (shuffled)" if r["control"] else "")
+        for x in r["rounds"]:
+            print(
+                f"| {name} | {x['round']} | {x['judgements_made']} ({x['human_pairs_used']}) | "
+                f"{x['synthetic_pairs']} | {x['training_s']:.0f} | "
+                f"{x['last_judgement_to_answer_s']:.0f} | {x['held_out_win_rate']:.0%} | "
+                f"{x['tuned']['trait']:.0%} / {r['base']['trait']:.0%} | "
+                f"{x['tuned']['healthy']:.0%} / {r['base']['healthy']:.0%} | "
+                f"{x['arena_votes']} | {x['gate']['action']} |"
+            )
+    print(f"\nplot: {PLOT}")
+
+
+@contextlib.contextmanager
+def attached_stack(url: str):
+    """A stack someone else started (for trying the benchmark out; its data must be fresh)."""
+    health = httpx.get(f"{url}/health", timeout=10).json()
+    with tempfile.TemporaryDirectory(prefix="flywheel-loop-") as tmp:
+        yield RunningStack(url, health["engine"]["url"], Path(tmp))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preference", choices=list(PREFERENCES), default="exclaims")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--judgements", type=int, default=64, help="rater judgements per round")
+    parser.add_argument("--synthetic-pairs", type=int, default=64, help="best-of-n pairs per round")
+    parser.add_argument("--samples", type=int, default=2, help="answers per held-out prompt")
+    parser.add_argument("--control", action="store_true", help="shuffled labels (coin-flip picks)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="training hyperparameter for every job (repeatable)")  # fmt: skip
+    parser.add_argument("--min-battles", type=int, default=16)
+    parser.add_argument("--decide-after", type=int, default=24)
+    parser.add_argument("--gate-win-rate", type=float, default=0.6)
+    parser.add_argument("--max-battles", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--probe", action="store_true", help="print base rates and stop")
+    parser.add_argument("--plot", action="store_true", help="only redraw the plot and table")
+    parser.add_argument("--gateway", help="use this running stack (fresh data!) instead of one")
+    args = parser.parse_args()
+    if args.plot:
+        report()
+        return
+    with attached_stack(args.gateway) if args.gateway else running_stack() as stack:
+        if args.probe:
+            asyncio.run(probe(stack, args.samples))
+            return
+        result = asyncio.run(run_rounds(stack, args))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{args.preference}{'-control' if args.control else ''}.json"
+    out.write_text(json.dumps(result, indent=2))
+    say(f"wrote {out}")
+    report()
+
+
+if __name__ == "__main__":
+    main()

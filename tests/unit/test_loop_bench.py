@@ -1,0 +1,69 @@
+"""The closed-loop benchmark's own judgement: its rater's preferences, win rates and health checks.
+
+A wrong check here would make bench/loop.py report a model as better or healthier than it is.
+"""
+
+from __future__ import annotations
+
+from bench.answer_health import ends_cleanly, is_healthy, is_repetitive
+from bench.loop import win_rate
+from bench.preferences import PREFERENCES
+from bench.prompts import SUBJECTS, held_out_prompts, train_prompts
+
+LIST = "Tips:\n- water it\n- give it sun\n1. prune in spring"
+PROSE = "Water the plant and give it sun. Prune it in spring."
+
+
+def test_each_preference_tells_its_trait_apart():
+    assert PREFERENCES["list"].has_trait(LIST) and not PREFERENCES["list"].has_trait(PROSE)
+    assert PREFERENCES["brief"].has_trait(PROSE)
+    assert not PREFERENCES["brief"].has_trait("word " * 60 + ".")
+    assert not PREFERENCES["brief"].has_trait("Too short.")  # under 5 words
+    assert not PREFERENCES["brief"].has_trait("Cut off in the middle of a")
+    assert PREFERENCES["exclaims"].has_trait("What a fine day!")
+    assert not PREFERENCES["exclaims"].has_trait(PROSE)
+
+
+def test_votes_and_scores_follow_the_trait_ties_count_half():
+    prefer_lists = PREFERENCES["list"]
+    assert prefer_lists.judge(LIST, PROSE) == "a"
+    assert prefer_lists.judge(PROSE, LIST) == "b"
+    assert prefer_lists.judge(LIST, LIST) == "tie"
+    assert prefer_lists.judge(PROSE, PROSE) == "both_bad"
+    assert [
+        prefer_lists.score(*pair) for pair in [(LIST, PROSE), (PROSE, LIST), (PROSE, PROSE)]
+    ] == [
+        1.0,
+        0.0,
+        0.5,
+    ]
+
+
+def test_win_rate_pairs_answer_k_of_each_model_on_the_same_prompt():
+    tuned = [[{"text": LIST}, {"text": LIST}], [{"text": PROSE}, {"text": LIST}]]
+    base = [[{"text": PROSE}, {"text": LIST}], [{"text": PROSE}, {"text": PROSE}]]
+    # wins, tie, both-bad (half), win -> (1 + 0.5 + 0.5 + 1) / 4
+    assert win_rate(PREFERENCES["list"], tuned, base) == 0.75
+    assert win_rate(PREFERENCES["list"], base, base) == 0.5
+
+
+def test_health_catches_empty_looping_and_cut_off_answers():
+    assert is_healthy("A fine answer.", "stop")
+    assert not is_healthy("   ", "stop")
+    assert is_repetitive("the cat sat on " * 5)
+    assert not is_repetitive("One two three four. Five six seven eight.")
+    assert ends_cleanly("It stops mid", "stop")  # the model chose to stop
+    assert not ends_cleanly("It was cut off mid", "length")
+    assert ends_cleanly("It was cut off after a sentence.", "length")
+
+
+def test_prompts_are_many_distinct_and_held_out_by_subject():
+    train, held_out = train_prompts(), held_out_prompts()
+    assert len(train) + len(held_out) >= 200
+    assert len(set(train)) == len(train) and len(set(held_out)) == len(held_out)
+
+    def subjects(prompts: list[str]) -> set[str]:
+        return {s for s in SUBJECTS for p in prompts if p.endswith((f" {s}?", f" {s}.", f"{s}?"))}
+
+    assert subjects(train) and subjects(held_out)
+    assert not subjects(train) & subjects(held_out)

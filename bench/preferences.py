@@ -39,7 +39,7 @@ def _is_list(text: str) -> bool:
 
 def _is_brief(text: str) -> bool:
     words = len(WORD.findall(text))
-    return 5 <= words <= 40 and text.rstrip().endswith((".", "!", "?"))
+    return 5 <= words <= 50 and text.rstrip().endswith((".", "!", "?"))
 
 
 def _exclaims(text: str) -> bool:
@@ -50,7 +50,7 @@ PREFERENCES = {
     p.name: p
     for p in (
         Preference("list", "a list of at least three bullet or numbered lines", _is_list),
-        Preference("brief", "5 to 40 words that end with a full stop, ! or ?", _is_brief),
+        Preference("brief", "5 to 50 words that end with a full stop, ! or ?", _is_brief),
         Preference("exclaims", "contains an exclamation mark", _exclaims),
     )
 }

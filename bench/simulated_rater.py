@@ -44,7 +44,7 @@ class SimulatedRater:
         shuffled: bool = False,
         max_answers: int = 6,
         thumbs_every: int = 8,
-        concurrency: int = 8,
+        concurrency: int = 16,
         seed: int = 0,
         name: str = "simulated-rater",
     ):

@@ -7,10 +7,12 @@ and translated here, in handlers registered once by `install_error_handlers`.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from feedback.arena import BattleNotReady, UnknownBattle
@@ -43,6 +45,10 @@ class NotFound(APIError):
     status, type, code = 404, "invalid_request_error", "not_found"
 
 
+class MethodNotAllowed(APIError):
+    status, type, code = 405, "invalid_request_error", "method_not_allowed"
+
+
 class Conflict(APIError):
     """The request is valid but the current state forbids it (e.g. deleting the live adapter)."""
 
@@ -60,6 +66,41 @@ class EngineUnavailable(APIError):
 
     def __init__(self, message: str, retry_after: int = 5):
         super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """Every error the gateway answers, in OpenAI's shape (documented for each route)."""
+
+    error: ErrorDetail
+
+
+ERROR_STATUSES = {
+    400: "invalid request: a body or parameter that does not validate, or a refused judgement",
+    401: "no API key, or an unknown or revoked one (only once keys exist)",
+    403: "an admin route with a user key, a cross-origin browser request, or a foreign Host",
+    404: "no such model, answer, battle, adapter or job",
+    405: "a known path with another method",
+    409: "valid, but the current state forbids it",
+    413: "the request body is over the gateway's limit",
+    422: "the content was read and refused (an adapter folder, an import file)",
+    429: "the key's rate limit is spent; see Retry-After",
+    502: "the engine failed while answering",
+    503: "the engine is not answering (starting, restarting); see Retry-After",
+}
+# What any /v1 route can answer before it runs: JsonBodies and ApiKeyAuth refuse these.
+API_ERRORS = (400, 401, 403, 413, 429)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: these statuses, each with the OpenAI error body."""
+    return {s: {"model": ErrorResponse, "description": ERROR_STATUSES[s]} for s in statuses}
 
 
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None):

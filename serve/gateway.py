@@ -19,7 +19,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute
 
 from feedback import Store
 from feedback.api_keys import ApiKeys
@@ -30,12 +31,19 @@ from serve.auth import ApiKeyAuth
 from serve.config import Settings
 from serve.engine import Engine, EngineFailed
 from serve.engine_client import EngineClient
-from serve.errors import NotFound, install_error_handlers
+from serve.errors import (
+    API_ERRORS,
+    MethodNotAllowed,
+    NotFound,
+    error_responses,
+    install_error_handlers,
+)
 from serve.exchange_log import ExchangeLogger
 from serve.group_commit import GroupCommit
 from serve.jobs import JobRunner
 from serve.json_body import JsonBodies
 from serve.metrics import GatewayMetrics, MetricsMiddleware
+from serve.openapi import gateway_openapi
 from serve.routes import adapters, arena, export, feedback, health, loop, openai, train
 from serve.services import Services
 
@@ -103,12 +111,34 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.add_middleware(ApiKeyAuth, keys=ApiKeys(services.store), local_mode=local_mode)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     install_error_handlers(app)
-    for module in (openai, feedback, export, arena, adapters, health, train, loop):
-        app.include_router(module.router)
+    for module in (openai, feedback, export, arena, adapters, train, loop):
+        app.include_router(module.router, responses=error_responses(*API_ERRORS))
+    app.include_router(health.router)  # outside /v1: no keys, no body checks
+    app.openapi = lambda: gateway_openapi(app, settings)
 
-    @app.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-    async def unknown_route(path: str) -> None:
-        """Without this, unknown API paths would fall through to the UI mounted at `/`."""
+    @app.api_route(
+        "/v1/{path:path}",
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        include_in_schema=False,
+    )
+    async def unknown_route(path: str, request: Request) -> None:
+        """Without this, unknown API paths would fall through to the UI mounted at `/`.
+
+        It also matches a known path asked with another method, which is a 405, not a 404.
+        """
+        allowed = sorted(
+            method
+            for route in app.router.routes
+            if isinstance(route, APIRoute)
+            and route.endpoint is not unknown_route
+            and route.path_regex.match(request.url.path)
+            for method in route.methods
+        )
+        if allowed:
+            raise MethodNotAllowed(
+                f"/v1/{path} does not take {request.method}; it takes {', '.join(allowed)}",
+                headers={"Allow": ", ".join(allowed)},
+            )
         raise NotFound(f"no route /v1/{path}; see /docs for the API")
 
     if settings.ui:

@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from feedback.store import REASONS
+from feedback.training_rows import Filters
 
 ADAPTER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# The largest id: every JSON client reads it exactly (2^53 - 1, a float's integers), and SQLite
+# stores it (a number over its 2^63 - 1 raised OverflowError: a 500).
+ROW_ID_MAX = 2**53 - 1
+RowId = Annotated[int, Field(ge=1, le=ROW_ID_MAX)]
+
+
+def _since(value: str | None) -> str | None:
+    """An ISO 8601 time in the store's form, checked where the request is read (400 `since`).
+
+    Checked here, not deep in a query: the leaderboard compared the raw text with stored
+    times (so an offset, or any garbage, filtered silently), and a time that leaves the
+    calendar once moved to UTC (year 1 at +01:00) raised OverflowError.
+    """
+    if value is None:
+        return None
+    if not value.strip():
+        raise ValueError("since is empty; leave it out for no limit")
+    try:
+        return Filters.parse(since=value).since
+    except OverflowError:
+        raise ValueError(f"since={value!r} is outside the years 1-9999 in UTC") from None
+
+
+# `since` of the export and the leaderboard.
+Since = Annotated[str | None, AfterValidator(_since)]
 
 
 class FlywheelModel(BaseModel):
@@ -19,9 +45,7 @@ class FlywheelModel(BaseModel):
 class RatingRequest(FlywheelModel):
     completion_id: str = Field(min_length=1, max_length=200, description="the `id` of an answer")
     value: Literal[1, -1] = Field(description="1 thumbs up, -1 thumbs down")
-    reasons: list[str] | None = Field(
-        default=None, max_length=20, description=f"any of: {', '.join(REASONS)}"
-    )
+    reasons: list[Literal[REASONS]] | None = Field(default=None, max_length=20)
     comment: str | None = Field(default=None, max_length=10_000)
     rater: str | None = Field(default=None, max_length=200)
 
@@ -36,11 +60,21 @@ class EditRequest(FlywheelModel):
 
 class ComparisonRequest(FlywheelModel):
     completion_ids: list[str] = Field(
-        min_length=2, max_length=2, description="[a, b]: two answers to the same messages"
+        min_length=2,
+        max_length=2,
+        description="[a, b]: two different answers to the same messages",
+        json_schema_extra={"uniqueItems": True},
     )
     winner: Literal["a", "b", "tie", "both_bad"]
     rater: str | None = Field(default=None, max_length=200)
     source: Literal["ui", "api", "arena"] = "api"
+
+    @field_validator("completion_ids")
+    @classmethod
+    def _different(cls, ids: list[str]) -> list[str]:
+        if len(set(ids)) != len(ids):
+            raise ValueError("a comparison needs two different completions")
+        return ids
 
 
 class Created(BaseModel):
@@ -52,7 +86,7 @@ class AdapterRequest(FlywheelModel):
     name: str = Field(pattern=ADAPTER_NAME_PATTERN, description="letters, digits, _ . -")
     path: str = Field(min_length=1, description="a PEFT LoRA folder on the gateway's machine")
     parent: str | None = None
-    job_id: int | None = None
+    job_id: RowId | None = None
     dataset_hash: str | None = None
     hyperparameters: dict | None = None
     metrics: dict | None = None
@@ -81,7 +115,9 @@ class AdapterInfo(BaseModel):
 
 
 class PromoteRequest(FlywheelModel):
-    version: int | None = Field(default=None, ge=1, description="default: the newest version")
+    version: int | None = Field(
+        default=None, ge=1, le=ROW_ID_MAX, description="default: the newest version"
+    )
 
 
 class RegistryChange(BaseModel):
@@ -232,3 +268,63 @@ class DecisionInfo(BaseModel):
     reason: str
     evidence: dict
     created_at: str
+
+
+# -- documented shapes of what the gateway relays or reports -----------------------------------
+
+
+class OpenModel(BaseModel):
+    """The fields flywheel relies on; the engine's others are relayed as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Completion(OpenModel):
+    """A chat or plain completion as the engine answers it."""
+
+    id: str = Field(description="the handle for feedback (`completion_id`)")
+    object: str
+    created: int
+    model: str
+    choices: list[dict]
+    usage: dict | None = None
+
+
+class ModelCard(OpenModel):
+    id: str
+    object: str = "model"
+    created: int | None = None
+    owned_by: str | None = None
+    parent: str | None = Field(default=None, description="the base model, for an adapter")
+
+
+class ModelList(OpenModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class EngineState(BaseModel):
+    state: str = Field(description="starting, ready, restarting, failed, stopped or external")
+    url: str
+    supervised: bool
+    pid: int | None
+    restarts: int
+    uptime_s: float | None
+
+
+class HealthStatus(BaseModel):
+    status: Literal["ok", "unavailable"]
+    engine: EngineState
+    base_model: str
+    adapters_loaded: list[str]
+    exchange_log_queue: int
+
+
+class BattleState(BaseModel):
+    battle_id: str
+    object: Literal["arena.battle"] = "arena.battle"
+    status: str = Field(description="generating, ready, voted or failed")
+    turns: int
+    histories: dict[str, list[dict]] = Field(description="`{a: messages, b: messages}`")
+    winner: str | None = Field(default=None, description="once voted")
+    models: dict[str, str] | None = Field(default=None, description="once voted")

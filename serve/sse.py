@@ -37,3 +37,20 @@ def encode_event(payload: dict[str, Any] | str) -> bytes:
     """One `data:` event; a string is sent as it is (`[DONE]`)."""
     text = payload if isinstance(payload, str) else json.dumps(payload)
     return f"data: {text}\n\n".encode()
+
+
+# One event as the OpenAPI document describes it (OpenAPI 3.1: `schema` is one event).
+EVENT_STREAM = {
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "required": ["data"],
+            "properties": {
+                "data": {
+                    "type": "string",
+                    "description": "a JSON chunk, an OpenAI error object, or [DONE] at the end",
+                }
+            },
+        }
+    }
+}

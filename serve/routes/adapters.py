@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
+from serve.errors import error_responses
 from serve.protocol import AdapterInfo, AdapterRequest, PromoteRequest, RegistryChange
 from serve.services import ServicesDep
 
@@ -18,14 +19,14 @@ async def list_adapters(services: ServicesDep, include_retired: bool = False) ->
     return services.store.adapters(include_retired=include_retired)
 
 
-@router.post("", status_code=201, response_model=AdapterInfo)
+@router.post("", status_code=201, response_model=AdapterInfo, responses=error_responses(422, 503))
 async def register_adapter(req: AdapterRequest, services: ServicesDep) -> dict:
     """Validate a LoRA folder, copy it into the managed store and hot-load it as a candidate."""
     lineage = req.model_dump(exclude={"name", "path"}, exclude_none=True)
     return await services.registry.register(req.name, Path(req.path), **lineage)
 
 
-@router.post("/{name}/promote", response_model=RegistryChange)
+@router.post("/{name}/promote", response_model=RegistryChange, responses=error_responses(404, 409))
 async def promote_adapter(
     name: str, services: ServicesDep, req: PromoteRequest | None = None
 ) -> dict:
@@ -33,13 +34,13 @@ async def promote_adapter(
     return await services.registry.promote(name, req.version if req else None)
 
 
-@router.post("/{name}/rollback", response_model=RegistryChange)
+@router.post("/{name}/rollback", response_model=RegistryChange, responses=error_responses(404, 409))
 async def rollback_adapter(name: str, services: ServicesDep) -> dict:
     """Put back the version that was live before this one, and retire this one."""
     return await services.registry.rollback(name)
 
 
-@router.delete("/{name}", response_model=RegistryChange)
+@router.delete("/{name}", response_model=RegistryChange, responses=error_responses(404, 409))
 async def delete_adapter(name: str, services: ServicesDep) -> dict:
     """Retire `name` (every version) or `name@N` and unload it; the live one is refused."""
     return {"retired": await services.registry.delete(name)}

@@ -17,14 +17,16 @@ from starlette.concurrency import run_in_threadpool
 from feedback.arena import SETTLED_AFTER, Arena, choose_pair
 from feedback.leaderboard import Standing
 from serve.battle_streams import SideAnswer, generate_pair
-from serve.errors import APIError, Conflict, error_body
+from serve.errors import APIError, Conflict, error_body, error_responses
 from serve.protocol import (
     Battle,
     BattleRequest,
     BattleResponseText,
     BattleSampling,
+    BattleState,
     Leaderboard,
     LeaderboardRow,
+    Since,
     TurnRequest,
     VoteRequest,
     VoteResult,
@@ -32,11 +34,17 @@ from serve.protocol import (
 from serve.routes.feedback import rater_for
 from serve.routes.openai import api_key_id
 from serve.services import Services, ServicesDep
-from serve.sse import encode_event
+from serve.sse import EVENT_STREAM, encode_event
 
 router = APIRouter(prefix="/v1/arena", tags=["arena"])
 
 _rng = random.SystemRandom()  # pairing and side order must not be predictable
+
+# With `stream: true`, SSE events; an engine failure mid-stream is an error event, else 502.
+BATTLE_RESPONSES = {
+    200: {"content": EVENT_STREAM},
+    **error_responses(404, 409, 502, 503),
+}
 
 
 def _served_models(services: Services) -> list[str]:
@@ -66,10 +74,16 @@ def _pick_models(services: Services, requested: list[str] | None) -> tuple[str, 
         if a == b:
             raise Conflict("the two models are the same version; name two different ones")
         return (a, b) if _rng.random() < 0.5 else (b, a)
+    served = _served_models(services)
+    if len(served) < 2:  # a state, not a bad request: registering an adapter changes the answer
+        raise Conflict(
+            "the arena needs at least two served models: register an adapter "
+            "(flywheel train, or POST /v1/adapters)"
+        )
     incumbent = services.registry.resolve("live")
     unsettled = _unsettled(services, incumbent)
     return choose_pair(
-        _served_models(services),
+        served,
         services.arena.battles_per_model(),
         unsettled,
         incumbent,
@@ -163,7 +177,7 @@ async def _run_turn(
     )
 
 
-@router.post("/battles", response_model=Battle)
+@router.post("/battles", response_model=Battle, responses=BATTLE_RESPONSES)
 async def start_battle(req: BattleRequest, request: Request, services: ServicesDep):
     """Two served models answer the same messages; which is which stays hidden until the vote.
 
@@ -180,7 +194,7 @@ async def start_battle(req: BattleRequest, request: Request, services: ServicesD
     return await _run_turn(services, battle, req, key_id)
 
 
-@router.post("/battles/{battle_id}/turns", response_model=Battle)
+@router.post("/battles/{battle_id}/turns", response_model=Battle, responses=BATTLE_RESPONSES)
 async def continue_battle(
     battle_id: str, req: TurnRequest, request: Request, services: ServicesDep
 ):
@@ -191,7 +205,12 @@ async def continue_battle(
     return await _run_turn(services, battle, req, api_key_id(request))
 
 
-@router.get("/battles/{battle_id}")
+@router.get(
+    "/battles/{battle_id}",
+    response_model=BattleState,
+    response_model_exclude_none=True,
+    responses=error_responses(404),
+)
 async def get_battle(battle_id: str, services: ServicesDep) -> dict:
     """A battle's state; its models only once it has been voted on."""
     battle = await run_in_threadpool(services.arena.get, battle_id)
@@ -208,7 +227,9 @@ async def get_battle(battle_id: str, services: ServicesDep) -> dict:
     return body
 
 
-@router.post("/battles/{battle_id}/vote", response_model=VoteResult)
+@router.post(
+    "/battles/{battle_id}/vote", response_model=VoteResult, responses=error_responses(404, 409)
+)
 async def vote(
     battle_id: str, req: VoteRequest, request: Request, services: ServicesDep
 ) -> VoteResult:
@@ -228,7 +249,13 @@ async def vote(
 @router.get("/leaderboard", response_model=Leaderboard)
 async def get_leaderboard(
     services: ServicesDep,
-    since: Annotated[str | None, Query(description="only votes from this ISO time on")] = None,
+    since: Annotated[
+        Since,
+        Query(
+            description="ISO 8601 (a date, or a date and time): only votes from then on",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None,
     rounds: Annotated[int, Query(ge=10, le=1000, description="bootstrap rounds")] = 100,
 ) -> Leaderboard:
     """Bradley–Terry ratings (base model = 1000) with bootstrap 95 % intervals, from votes."""

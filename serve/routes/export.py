@@ -16,7 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from feedback.export_files import MEDIA_TYPES, jsonl_lines, parquet_bytes
 from feedback.exports import DEFAULT_EVAL_FRACTION, SOURCES, Export, export_rows
 from feedback.imports import ImportRejected, import_bytes
-from serve.errors import APIError, BadRequest
+from serve.errors import APIError, BadRequest, error_responses
+from serve.protocol import Since
 from serve.services import ServicesDep
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
@@ -66,7 +67,13 @@ def export_headers(export: Export, kind: str) -> dict[str, str]:
     return headers
 
 
-@router.get("/export")
+FILE_CONTENT = {
+    MEDIA_TYPES["jsonl"]: {"schema": {"type": "string"}},
+    MEDIA_TYPES["parquet"]: {"schema": {"type": "string", "format": "binary"}},
+}
+
+
+@router.get("/export", response_class=Response, responses={200: {"content": FILE_CONTENT}})
 async def export_dataset(
     services: ServicesDep,
     fmt: Annotated[Format, Query(alias="format", description=FORMAT_HELP)],
@@ -74,7 +81,11 @@ async def export_dataset(
         Literal["train", "eval", "all"], Query(description="by a hash of the prompt")
     ] = "all",
     since: Annotated[
-        str | None, Query(description="ISO 8601: judgements made at or after this time")
+        Since,
+        Query(
+            description="ISO 8601 (a date, or a date and time): judgements made from then on",
+            json_schema_extra={"format": "date-time"},
+        ),
     ] = None,
     model: Annotated[
         str | None, Query(description="answers of this model (requested or engine name)")
@@ -96,7 +107,7 @@ async def export_dataset(
             rater=rater,
             eval_fraction=eval_fraction,
         )
-    except ValueError as exc:  # the one argument its type cannot check: `since`
+    except ValueError as exc:  # `since`, which its type has checked already
         raise BadRequest(str(exc), param="since") from None
     headers = export_headers(export, kind)
     if not export.rows:
@@ -109,7 +120,14 @@ async def export_dataset(
     )
 
 
-@router.post("/import", status_code=201, response_model=ImportResult)
+@router.post(
+    "/import",
+    status_code=201,
+    response_model=ImportResult,
+    responses=error_responses(413, 422),
+    # Read as bytes (Parquet is told by its magic, else JSON Lines), whatever the declared type.
+    openapi_extra={"requestBody": {"required": True, "content": FILE_CONTENT}},
+)
 async def import_dataset(
     request: Request,
     services: ServicesDep,

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from feedback.raters import rater_stats
+from serve.errors import error_responses
 from serve.protocol import ComparisonRequest, Created, EditRequest, RatingRequest
 from serve.routes.openai import api_key_id
 from serve.services import ServicesDep
@@ -21,7 +22,7 @@ def rater_for(request: Request, given: str | None) -> str | None:
     return f"key:{key_id}" if key_id is not None else None
 
 
-@router.post("/ratings", status_code=201, response_model=Created)
+@router.post("/ratings", status_code=201, response_model=Created, responses=error_responses(404))
 async def create_rating(req: RatingRequest, request: Request, services: ServicesDep) -> Created:
     """Thumbs up (1) or down (-1) on an answer, by its completion id."""
     await services.exchange_log.flush()  # an answer that just finished must be findable
@@ -36,7 +37,9 @@ async def create_rating(req: RatingRequest, request: Request, services: Services
     return Created(id=rating_id, object="feedback.rating")
 
 
-@router.post("/comparisons", status_code=201, response_model=Created)
+@router.post(
+    "/comparisons", status_code=201, response_model=Created, responses=error_responses(404)
+)
 async def create_comparison(
     req: ComparisonRequest, request: Request, services: ServicesDep
 ) -> Created:
@@ -49,7 +52,7 @@ async def create_comparison(
     return Created(id=comparison_id, object="feedback.comparison")
 
 
-@router.post("/edits", status_code=201, response_model=Created)
+@router.post("/edits", status_code=201, response_model=Created, responses=error_responses(404))
 async def create_edit(req: EditRequest, request: Request, services: ServicesDep) -> Created:
     """What an answer should have been: an SFT example, and a DPO pair against the original."""
     await services.exchange_log.flush()

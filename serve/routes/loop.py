@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from serve.errors import UnknownModel
+from serve.errors import UnknownModel, error_responses
 from serve.protocol import DecisionInfo, DecisionRequest
 from serve.services import ServicesDep
 
@@ -18,7 +18,12 @@ async def list_decisions(services: ServicesDep) -> list[dict]:
     return await run_in_threadpool(services.store.decisions)
 
 
-@router.post("/decisions", status_code=201, response_model=DecisionInfo)
+@router.post(
+    "/decisions",
+    status_code=201,
+    response_model=DecisionInfo,
+    responses=error_responses(404, 409),
+)
 async def decide(req: DecisionRequest, services: ServicesDep) -> dict:
     """Promote or retire a candidate version (admin), recording why."""
     row = services.store.adapter(req.candidate)

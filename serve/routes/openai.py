@@ -17,12 +17,20 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from serve.engine_client import EngineUnreachable
-from serve.errors import APIError, BadRequest, EngineUnavailable, error_body
+from serve.errors import APIError, BadRequest, EngineUnavailable, error_body, error_responses
 from serve.exchange_log import RequestInfo, exchange_from_response, exchange_from_stream
 from serve.json_body import check_generation_limits
+from serve.protocol import Completion, ModelList
 from serve.services import Services, ServicesDep
+from serve.sse import EVENT_STREAM
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+
+# A JSON answer, or with `stream: true` the engine's SSE events; errors as the engine gave them.
+GENERATION_RESPONSES = {
+    200: {"content": EVENT_STREAM},
+    **error_responses(404, 503),
+}
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:
@@ -60,7 +68,7 @@ def engine_down(services: Services, exc: Exception) -> EngineUnavailable:
     return EngineUnavailable(f"the engine is not answering (state: {state}): {exc}")
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", response_model=Completion, responses=GENERATION_RESPONSES)
 async def chat_completions(request: Request, services: ServicesDep) -> Response:
     body = await read_json_object(request)
     messages = body.get("messages")
@@ -70,7 +78,7 @@ async def chat_completions(request: Request, services: ServicesDep) -> Response:
     return await relay(services, "/v1/chat/completions", body, api_key_id(request))
 
 
-@router.post("/completions")
+@router.post("/completions", response_model=Completion, responses=GENERATION_RESPONSES)
 async def completions(request: Request, services: ServicesDep) -> Response:
     body = await read_json_object(request)
     if body.get("prompt") in (None, "", []):
@@ -147,7 +155,7 @@ async def _relay_stream(
     )
 
 
-@router.get("/models")
+@router.get("/models", response_model=ModelList, responses=error_responses(503))
 async def list_models(services: ServicesDep) -> dict:
     try:
         status, raw = await services.engine_client.get("/v1/models")

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter
+from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
-from serve.errors import NotFound
-from serve.protocol import TrainJob, TrainJobRequest
+from serve.errors import NotFound, error_responses
+from serve.protocol import ROW_ID_MAX, TrainJob, TrainJobRequest
 from serve.services import ServicesDep
 
 router = APIRouter(prefix="/v1/train", tags=["training"])
 
 LOG_TAIL = 30
+JobId = Annotated[int, PathParam(ge=1, le=ROW_ID_MAX, description="a job's id")]
 
 
 def _job_or_404(services, job_id: int) -> dict:
@@ -30,7 +33,7 @@ def _log_tail(path: str | None) -> list[str]:
     return [line for line in lines if line.strip()][-LOG_TAIL:]
 
 
-@router.post("/jobs", status_code=201, response_model=TrainJob)
+@router.post("/jobs", status_code=201, response_model=TrainJob, responses=error_responses(404, 409))
 async def start_job(req: TrainJobRequest, services: ServicesDep) -> dict:
     """Train an adapter from the stored judgements; it is registered as a candidate when done."""
     if req.base not in (None, "base"):
@@ -52,15 +55,15 @@ async def list_jobs(services: ServicesDep) -> list[dict]:
     return await run_in_threadpool(services.store.jobs)
 
 
-@router.get("/jobs/{job_id}", response_model=TrainJob)
-async def get_job(job_id: int, services: ServicesDep) -> dict:
+@router.get("/jobs/{job_id}", response_model=TrainJob, responses=error_responses(404))
+async def get_job(job_id: JobId, services: ServicesDep) -> dict:
     """One job: progress, every logged metrics row (for a live loss curve), the log's tail."""
     job = await run_in_threadpool(_job_or_404, services, job_id)
     return {**job, "log_tail": _log_tail(job.get("log_path"))}
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=TrainJob)
-async def cancel_job(job_id: int, services: ServicesDep) -> dict:
+@router.post("/jobs/{job_id}/cancel", response_model=TrainJob, responses=error_responses(404, 409))
+async def cancel_job(job_id: JobId, services: ServicesDep) -> dict:
     """Stop a running job; it ends `cancelled` and leaves no adapter behind."""
     services.jobs.cancel(job_id)
     return _job_or_404(services, job_id)

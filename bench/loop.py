@@ -177,7 +177,8 @@ def loop_command(stack: RunningStack, args: argparse.Namespace) -> list[str]:
     return command
 
 
-async def run_rounds(stack: RunningStack, args: argparse.Namespace) -> dict[str, Any]:
+async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Every round's figures, written to `out` after each round (a cut-short run keeps them)."""
     preference = PREFERENCES[args.preference]
     train, held_out = train_prompts(), held_out_prompts()
     say(f"base model: {len(held_out)} held-out prompts x{args.samples}")
@@ -256,6 +257,7 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace) -> dict[str,
                     }
                 )
                 say(f"round {number}: gate {decision['action']}: {decision['reason']}")
+                out.write_text(json.dumps(result, indent=2))
         finally:
             loop.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -338,9 +340,9 @@ def main() -> None:
         if args.probe:
             asyncio.run(probe(stack, args.samples))
             return
-        result = asyncio.run(run_rounds(stack, args))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{args.preference}{'-control' if args.control else ''}.json"
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out = RESULTS / f"{args.preference}{'-control' if args.control else ''}.json"
+        result = asyncio.run(run_rounds(stack, args, out))
     out.write_text(json.dumps(result, indent=2))
     say(f"wrote {out}")
     report()

@@ -6,6 +6,12 @@ model: for a new adapter that is the model with its adapter disabled; when conti
 frozen copy of the starting adapter the reference (the iterative-DPO recipe keeps the reference
 fixed to the initial model; TRL #1824). Its log-probs are computed once up front
 (`precompute_ref_log_probs`) instead of at every step.
+
+Speed on a CPU (bench/train.py, docs/benchmarks.md), each step computing the same loss and
+gradients: no gradient checkpointing (lora.config_kwargs); the backbone skips the padding
+(`lora.run_unpadded`: chosen and rejected answers differ most in length); the LM head scores only
+the answer tokens (`lora.score_labelled_tokens_only`); under bf16 autocast, PEFT does not cast each
+LoRA input up to the adapter's fp32 only for autocast to cast it back to bf16.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ def train(
 
     Heavy imports live here so the CLI starts fast.
     """
+    from peft.helpers import disable_input_dtype_casting
     from trl import DPOConfig, DPOTrainer
 
     lora.require_rows(train_rows, "preference pairs")
@@ -47,6 +54,9 @@ def train(
     model = lora.load_model(model_path, dtype, init_adapter)
     # Continuing: TRL would make a frozen copy of the starting adapter the reference; pin the base.
     ref_model = lora.load_model(model_path, dtype) if init_adapter is not None else None
+    for each in (model, ref_model):
+        if each is not None:
+            lora.run_unpadded(each)
     run = lora.Run("dpo", params, on_log, train_rows, eval_rows, init_adapter)
     config = DPOConfig(
         **lora.config_kwargs(params, out_dir, len(train_rows), bool(eval_rows), dtype),
@@ -54,14 +64,17 @@ def train(
         precompute_ref_log_probs=True,
     )
     train_dataset, eval_dataset = lora.to_datasets(out_dir, train_rows, eval_rows)
-    trainer = DPOTrainer(
-        model=model,
-        ref_model=ref_model,
-        args=config,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=lora.load_tokenizer(model_path),
-        peft_config=lora.peft_config_for(params, model, init_adapter),
-        callbacks=run.callbacks,
-    )
-    return run.fit(trainer, out_dir, preference_eval, reference="base")
+    with lora.score_labelled_tokens_only():  # from the reference pass in the constructor on
+        trainer = DPOTrainer(
+            model=model,
+            ref_model=ref_model,
+            args=config,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=lora.load_tokenizer(model_path),
+            peft_config=lora.peft_config_for(params, model, init_adapter),
+            callbacks=run.callbacks,
+        )
+        # Autocast computes the LoRA in bf16 whatever its input: PEFT's cast to fp32 is a copy.
+        with disable_input_dtype_casting(trainer.model, active=config.bf16):
+            return run.fit(trainer, out_dir, preference_eval, reference="base")

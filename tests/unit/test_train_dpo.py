@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 from serve.adapter_checks import describe_base, validate_adapter
 from train.dpo import DpoParams, train
+from train.lora import length_groups
 
 PAIRS = [
     {
@@ -84,3 +85,71 @@ def test_continuing_starts_from_the_adapter_and_keeps_the_base_as_reference(
 def test_no_pairs_is_a_clear_error(tiny_llama, tmp_path):
     with pytest.raises(ValueError, match="no preference pairs"):
         train(str(tiny_llama), [], [], tmp_path / "a", DpoParams())
+
+
+def test_length_groups_cover_every_row_and_cut_the_padding():
+    lengths = [73, 46, 73, 47, 70, 45, 72, 46]  # chosen and rejected answers, interleaved
+    groups = length_groups(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert len(groups) == 2 and {max(lengths[i] for i in g) for g in groups} == {73, 47}
+    assert length_groups([50] * 8) == [list(range(8))]  # nothing to save
+    assert length_groups([10, 11, 12]) == [[2, 1, 0]]  # saving less than a forward costs
+
+
+def _padded_batch(tokenizer):
+    texts = ["A long answer " * 6, "Short.", "A middle sized answer " * 2, "No."]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    assert batch["attention_mask"].sum(1).tolist() != [batch["input_ids"].size(1)] * 4
+    return batch
+
+
+def test_the_unpadded_backbone_gives_the_same_hidden_states_and_gradients(tiny_llama):
+    """Splitting the batch by length must not change what training sees at any real token."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from train.lora import load_tokenizer, run_unpadded
+
+    tokenizer = load_tokenizer(str(tiny_llama))
+    tokenizer.padding_side = "right"
+    batch = _padded_batch(tokenizer)
+    mask = batch["attention_mask"].bool()
+    assert len(length_groups(mask.sum(1).tolist())) > 1  # the batch really is split
+    results = []
+    for unpadded in (False, True):
+        model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+        if unpadded:
+            run_unpadded(model)
+        hidden = model.base_model(**batch, use_cache=False).last_hidden_state
+        hidden[mask].pow(2).sum().backward()
+        results.append((hidden[mask], model.lm_head.weight.grad))
+    (padded, padded_grad), (unpadded, unpadded_grad) = results
+    torch.testing.assert_close(unpadded, padded, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(unpadded_grad, padded_grad, atol=1e-4, rtol=1e-4)
+
+
+def test_scoring_only_labelled_tokens_gives_the_same_log_probs(tiny_llama):
+    """Pins TRL's private switch (`trl.trainer.utils._use_triton`): a TRL without it fails here."""
+    import torch
+    import trl.trainer.utils as fused
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from train.lora import load_tokenizer, score_labelled_tokens_only
+
+    assert callable(fused._use_triton) and not fused._use_triton(torch.device("cpu"))
+    tokenizer = load_tokenizer(str(tiny_llama))
+    tokenizer.padding_side = "right"
+    batch = _padded_batch(tokenizer)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    labels[:, :2] = -100  # a prompt
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    outputs = ("log_probs", "entropy", "mean_logits", "is_top1")
+    add_fused_lm_head(model, outputs=outputs)
+    full = model(**batch, labels=labels, fused_lm_head=True)
+    with score_labelled_tokens_only():
+        assert fused._use_triton(torch.device("cpu"))
+        labelled = model(**batch, labels=labels, fused_lm_head=True)
+    assert not fused._use_triton(torch.device("cpu"))  # restored
+    for name in outputs:
+        torch.testing.assert_close(getattr(labelled, name), getattr(full, name))

@@ -1,22 +1,38 @@
-"""Seconds per DPO step: our job vs a plain TRL `DPOTrainer` with the default `DPOConfig`.
+"""Seconds per DPO step of a whole job: ours vs a plain TRL `DPOTrainer` with a default `DPOConfig`.
 
-Same data, model (the default SmolLM2-135M-Instruct), LoRA and batch size, in one run,
-alternating which goes first. "Total" counts everything from the trainer's construction to the
-last step (tokenizing, the reference log-probs we precompute), divided by the steps; "steady"
-is the mean time between steps after the first.
+Both sides get the same pairs, model (the default SmolLM2-135M-Instruct), LoRA (train/lora.py's),
+batch size, max_length and number of epochs, and train a whole job (3 epochs by default, as
+`flywheel train` does), so the reference log-probs we compute up front are amortised as in a real
+job. "Ours" is `train.dpo.train` with its defaults, exactly what `flywheel train --method dpo`
+runs (without held-out rows, which the plain side has no use for). Each run is a fresh process
+(no state carried from one side to the other); the sides alternate, so drift in the machine's load
+hits both. Per run:
 
-    python -m bench.train [--pairs 64] [--steps 8] [--batch 8] [--repeats 2]
+- job s/step: from loading the model to the last step's end, divided by the steps (loading,
+  tokenizing, the reference pass, every step);
+- steady s/step: mean time between steps after the first;
+- CPU s/step: the process's CPU time over the job, divided by the steps: what the job costs the
+  machine, less sensitive to other processes than wall time.
+
+    python -m bench.train [--pairs 32] [--epochs 3] [--batch 8] [--repeats 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 TOPICS = ["rain", "tea", "chess", "bridges", "owls", "maps", "bread", "tides", "glass", "jazz"]
+SIDES = ("ours", "plain")
+MEASURES = ("job", "steady", "cpu")
 
 
 def make_pairs(count: int) -> list[dict]:
@@ -41,9 +57,18 @@ def make_pairs(count: int) -> list[dict]:
     return pairs
 
 
-class StepClock:
+class Clock:
+    """Step-end marks and the process's CPU time at the last one."""
+
     def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.cpu_started = time.process_time()
         self.marks: list[float] = []
+        self.cpu = 0.0
+
+    def mark(self) -> None:
+        self.marks.append(time.perf_counter())
+        self.cpu = time.process_time() - self.cpu_started
 
     def callback(self):
         from transformers import TrainerCallback
@@ -52,34 +77,39 @@ class StepClock:
 
         class Mark(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
-                clock.marks.append(time.perf_counter())
+                clock.mark()
 
         return Mark()
 
-    def steady(self) -> float:
+    def result(self) -> dict[str, float]:
+        steps = len(self.marks)
         gaps = [b - a for a, b in zip(self.marks, self.marks[1:], strict=False)]
-        return statistics.mean(gaps) if gaps else float("nan")
+        return {
+            "steps": steps,
+            "job": (self.marks[-1] - self.started) / steps,
+            "steady": statistics.mean(gaps) if gaps else float("nan"),
+            "cpu": self.cpu / steps,
+        }
 
 
-def run_ours(model_path: str, pairs: list[dict], steps: int, batch: int) -> tuple[float, float]:
+def run_ours(model_path: str, pairs: list[dict], epochs: float, batch: int) -> dict[str, float]:
+    """`flywheel train --method dpo`: train/dpo.py with its defaults."""
     from train import dpo
 
-    clock = StepClock()
-    params = dpo.DpoParams(max_steps=steps, batch_size=batch)
+    clock = Clock()
+    params = dpo.DpoParams(epochs=epochs, batch_size=batch)
 
     def on_log(step: int, total: int, row: dict) -> None:
-        if "loss" in row:  # logged at every step (logging_steps=1)
-            clock.marks.append(time.perf_counter())
+        if "loss" in row:  # logged at every step (logging_steps=1), right after it ends
+            clock.mark()
 
-    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         dpo.train(model_path, pairs, [], Path(out) / "adapter", params, on_log)
-    total = (clock.marks[-1] - started) / steps
-    return total, clock.steady()
+    return clock.result()
 
 
-def run_plain(model_path: str, pairs: list[dict], steps: int, batch: int) -> tuple[float, float]:
-    """TRL as its docs show it: default DPOConfig, the same LoRA and batch."""
+def run_plain(model_path: str, pairs: list[dict], epochs: float, batch: int) -> dict[str, float]:
+    """TRL as its docs show it: the default DPOConfig, given only our LoRA, batch and length."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -87,8 +117,7 @@ def run_plain(model_path: str, pairs: list[dict], steps: int, batch: int) -> tup
 
     from train import lora
 
-    clock = StepClock()
-    started = time.perf_counter()
+    clock = Clock()
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path)
     params = lora.TrainParams()
@@ -96,7 +125,8 @@ def run_plain(model_path: str, pairs: list[dict], steps: int, batch: int) -> tup
         config = DPOConfig(
             output_dir=out,
             per_device_train_batch_size=batch,
-            max_steps=steps,
+            num_train_epochs=epochs,
+            max_length=params.max_length,
             report_to=[],
             use_cpu=not torch.cuda.is_available(),  # required on a CPU with the default bf16
         )
@@ -109,41 +139,70 @@ def run_plain(model_path: str, pairs: list[dict], steps: int, batch: int) -> tup
             callbacks=[clock.callback()],
         )
         trainer.train()
-    total = (clock.marks[-1] - started) / steps
-    return total, clock.steady()
+    return clock.result()
+
+
+def run_side(side: str, pairs: int, epochs: float, batch: int) -> dict[str, float]:
+    from serve.default_model import prepare
+
+    runner = run_ours if side == "ours" else run_plain
+    return runner(str(prepare()), make_pairs(pairs), epochs, batch)
+
+
+def spawn(side: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One side in a fresh process; its result and the load average around it."""
+    sizes = ["--pairs", str(args.pairs), "--epochs", str(args.epochs), "--batch", str(args.batch)]
+    command = [sys.executable, "-m", "bench.train", "--side", side, *sizes]
+    load_before = os.getloadavg()[0]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{side} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**result, "load": (load_before + os.getloadavg()[0]) / 2}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--pairs", type=int, default=32)
+    parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--first", choices=SIDES, default="ours", help="side of the first run")
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one run, as JSON
     args = parser.parse_args()
+    if args.side:
+        print(json.dumps(run_side(args.side, args.pairs, args.epochs, args.batch)))
+        return
 
-    from serve.default_model import prepare
     from serve.hardware import choose_dtype, cpu_threads
 
-    model_path = str(prepare())
-    pairs = make_pairs(args.pairs)
-    print(f"dtype chosen for ours: {choose_dtype()}, threads: {cpu_threads()}")
-    results: dict[str, list[tuple[float, float]]] = {"ours": [], "plain TRL": []}
-    runners = {"ours": run_ours, "plain TRL": run_plain}
+    print(
+        f"{args.pairs} pairs x {args.epochs:g} epochs, batch {args.batch}; dtype chosen for ours: "
+        f"{choose_dtype()}, threads: {cpu_threads()}; load average {os.getloadavg()[0]:.1f}"
+    )
+    results: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
+    first = SIDES.index(args.first)
     for repeat in range(args.repeats):
-        order = ["ours", "plain TRL"] if repeat % 2 == 0 else ["plain TRL", "ours"]
-        for name in order:
-            total, steady = runners[name](model_path, pairs, args.steps, args.batch)
-            results[name].append((total, steady))
-            print(f"repeat {repeat + 1} {name:>9}: {total:6.2f} s/step total, {steady:6.2f} steady")
+        order = SIDES[first:] + SIDES[:first]
+        for side in order if repeat % 2 == 0 else order[::-1]:
+            r = spawn(side, args)
+            results[side].append(r)
+            print(
+                f"repeat {repeat + 1} {side:>5}: {r['steps']} steps, {r['job']:6.2f} s/step job, "
+                f"{r['steady']:6.2f} steady, {r['cpu']:6.2f} CPU s/step (load {r['load']:.1f})",
+                flush=True,
+            )
     print()
-    for i, label in ((0, "total"), (1, "steady")):
-        ours = [r[i] for r in results["ours"]]
-        plain = [r[i] for r in results["plain TRL"]]
-        ratios = [o / p for o, p in zip(ours, plain, strict=True)]
+    for measure in MEASURES:
+        ours = [r[measure] for r in results["ours"]]
+        plain = [r[measure] for r in results["plain"]]
+        ratios = [o / p for o, p in zip(ours, plain, strict=True)]  # runs next to each other
         print(
-            f"{label:>6}: ours {min(ours):.2f}/{statistics.median(ours):.2f} s/step, plain "
+            f"{measure:>6}: ours {min(ours):.2f}/{statistics.median(ours):.2f} s/step, plain "
             f"{min(plain):.2f}/{statistics.median(plain):.2f} (min/median); ratio ours/plain "
-            f"min {min(ratios):.2f}, median {statistics.median(ratios):.2f} (goal <= 0.7)"
+            f"{min(ours) / min(plain):.2f} of the mins, median of pairs "
+            f"{statistics.median(ratios):.2f} (goal <= 0.7)"
         )
 
 

@@ -28,7 +28,6 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, assume, given, settings
-from hypothesis.errors import Unsatisfiable
 from pydantic import ValidationError
 from schemathesis import GenerationMode
 from schemathesis import checks as st
@@ -107,7 +106,7 @@ def fuzz_operation(
 ) -> None:
     label = operation.label
     refuses = ONLY_INVALID.get(label)
-    excluded = []
+    excluded: list[Any] = []  # checks that do not apply to this operation
     if label in ACCEPTANCE_NOT_JUDGED:
         excluded.append(st.positive_data_acceptance)
     if label in RELAYED:
@@ -139,11 +138,6 @@ def fuzz_operation(
             print(f"    {tally.server_errors[-1]}")
             return
         tally.statuses[response.status_code] += 1
-        if response.elapsed > 5:
-            print(
-                f"    slow ({response.elapsed:.0f} s, {response.status_code}): "
-                f"{case.as_curl_command()[:300]}"
-            )
         if response.status_code >= 500:
             tally.server_errors.append(
                 f"{label} -> {response.status_code}: {response.text[:300]}\n"
@@ -161,17 +155,17 @@ def fuzz_operation(
                     f"    -> {response.status_code} {response.text[:300]}",
                 )
 
-    try:
-        run()
-    except Unsatisfiable:  # e.g. only a string path parameter: every request is valid
-        assert mode is GenerationMode.NEGATIVE, label
+    run()
     tally.operations.add(label)
 
 
-def has_inputs(operation: schemathesis.APIOperation) -> bool:
-    """Without parameters or a body there is no invalid request to make."""
-    parts = (operation.path_parameters, operation.query, operation.headers, operation.body)
-    return any(len(part) for part in parts)
+def can_break(operation: schemathesis.APIOperation) -> bool:
+    """Is there an invalid request to make? Not without a body or parameters, and not with
+    only free-text path segments (every segment is a string)."""
+    if any(len(part) for part in (operation.query, operation.headers, operation.body)):
+        return True
+    types = [p.definition["schema"].get("type") for p in operation.path_parameters]
+    return any(t != "string" for t in types)
 
 
 def test_every_route_answers_as_its_openapi_document_says(stack, record_property):
@@ -188,7 +182,7 @@ def test_every_route_answers_as_its_openapi_document_says(stack, record_property
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             if mode is GenerationMode.POSITIVE and operation.label in ONLY_INVALID:
                 continue
-            if mode is GenerationMode.NEGATIVE and not has_inputs(operation):
+            if mode is GenerationMode.NEGATIVE and not can_break(operation):
                 continue
             before = (time.monotonic(), tally.requests)
             fuzz_operation(operation, mode, stack.url, tokens_cap, tally)
@@ -209,7 +203,7 @@ def test_every_route_answers_as_its_openapi_document_says(stack, record_property
         record_property(f"fuzz_{key}", value if isinstance(value, int) else len(value))
 
     assert len(tally.operations) == len(document_operations(document))
-    assert tally.requests > 5 * len(tally.operations)
+    assert tally.requests > len(tally.operations)  # more than one request each, on average
     problems = tally.server_errors[:10] + [f"{k}\n{v}" for k, v in tally.violations.items()]
     assert not problems, "\n\n".join(problems)
 

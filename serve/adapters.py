@@ -38,6 +38,7 @@ from serve.errors import AdapterRejected, Conflict, EngineUnavailable, UnknownMo
 log = logging.getLogger("flywheel.adapters")
 
 BASE_ALIAS, LIVE_ALIAS = "base", "live"
+RELOAD_RETRY_AFTER_S = 2  # re-loading one adapter (load + probe) takes about a second
 
 
 class AdapterRegistry:
@@ -65,6 +66,8 @@ class AdapterRegistry:
         self.max_rank = max_rank
         self.engine_url = engine_url
         self.loaded: set[str] = set()
+        # Registered versions a fresh engine does not have yet: 503 until load_all reaches them.
+        self.reloading: set[str] = set()
         self._engine_lock = asyncio.Lock()  # one load/unload at a time
         self._change_lock = asyncio.Lock()  # one registration/promotion at a time
         self._base: BaseWeights | None = None
@@ -97,6 +100,20 @@ class AdapterRegistry:
                 f"{', '.join([self.base_name, *names])}",
                 param="model",
             ) from None
+
+    def resolve_served(self, model: str) -> str:
+        """`resolve`, for a request the engine must answer now.
+
+        A restarted engine keeps no adapters: until `load_all` has loaded one again it would
+        answer 404, as if the adapter had been deleted. It is only briefly away, so say so.
+        """
+        engine_name = self.resolve(model)
+        if engine_name in self.reloading:
+            raise EngineUnavailable(
+                f"{engine_name} is being loaded again after an engine restart; retry shortly",
+                retry_after=RELOAD_RETRY_AFTER_S,
+            )
+        return engine_name
 
     def model_cards(self, created: int) -> list[dict[str, Any]]:
         """`/v1/models` entries for aliases and adapter names, each pointing at its version."""
@@ -290,11 +307,20 @@ class AdapterRegistry:
             except httpx.HTTPError as exc:
                 log.warning("could not unload %s: %s", engine_name, exc)
 
+    def engine_lost(self) -> None:
+        """The engine died: what it had loaded is gone, and every version waits for `load_all`."""
+        self.loaded.clear()
+        self.reloading = {row["engine_name"] for row in self.store.adapters()}
+
     async def load_all(self) -> None:
         """After the engine (re)starts: it keeps no adapters, so load every registered one."""
+        rows = self.store.adapters()
         self.loaded.clear()
-        for row in self.store.adapters():
+        self.reloading = {row["engine_name"] for row in rows}
+        for row in rows:
             try:
                 await self.load(row["engine_name"], Path(row["path"]))
             except Exception as exc:  # one bad adapter must not keep the others out
                 log.error("could not re-load %s: %s", row["engine_name"], exc)
+            finally:  # loaded or not, it is no longer on its way: the engine's answer stands
+                self.reloading.discard(row["engine_name"])

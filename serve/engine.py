@@ -2,8 +2,9 @@
 
 The supervised engine runs in its own process group, so stopping it takes vLLM's worker
 processes too; it also gets PR_SET_PDEATHSIG, so even a `kill -9` of the gateway does not leave
-an orphaned engine holding the CPU. A crash is answered by a restart with backoff, after which
-`on_ready` re-loads the adapters (the engine keeps none across restarts).
+an orphaned engine holding the CPU. A crash is answered by `on_down` (the registry forgets what
+the dead engine had loaded) and a restart with backoff, after which `on_ready` re-loads the
+adapters (the engine keeps none across restarts).
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ class Engine:
         self.restarts = 0
         self.started_at: float | None = None
         self.on_ready: Callable[[], Awaitable[None]] | None = None
+        self.on_down: Callable[[], None] | None = None  # the engine died; a restart follows
         self._proc: subprocess.Popen | None = None
         self._watch: asyncio.Task | None = None
         self._stopping = False
@@ -193,6 +195,8 @@ class Engine:
             code = self._proc.returncode
             log.error("engine exited with code %s; restarting in %.0f s", code, backoff)
             self.state = "restarting"
+            if self.on_down:
+                self.on_down()
             self._kill_group()  # leftover workers of the dead engine
             await asyncio.sleep(backoff)
             try:

@@ -192,6 +192,7 @@ async def run_up(settings: Settings) -> int:
         say("local mode: no API keys exist, so the gateway listens on loopback only")
     engine = services.engine
     engine.on_ready = services.registry.load_all
+    engine.on_down = services.registry.engine_lost
     atexit.register(engine.stop_now)
     app = create_app(settings, services)
 

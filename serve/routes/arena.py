@@ -70,7 +70,7 @@ def _unsettled(services: Services, incumbent: str) -> list[str]:
 
 def _pick_models(services: Services, requested: list[str] | None) -> tuple[str, str]:
     if requested:
-        a, b = (services.registry.resolve(name) for name in requested)
+        a, b = (services.registry.resolve_served(name) for name in requested)
         if a == b:
             raise Conflict("the two models are the same version; name two different ones")
         return (a, b) if _rng.random() < 0.5 else (b, a)

@@ -99,7 +99,7 @@ async def relay(
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("`model` is required: a model name from /v1/models", param="model")
-    engine_model = services.registry.resolve(model)
+    engine_model = services.registry.resolve_served(model)  # 503 while it is re-loaded
     info = RequestInfo(model=model, engine_model=engine_model, body=body, api_key_id=key_id)
     upstream = {**body, "model": engine_model}
     if body.get("stream"):

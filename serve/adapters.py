@@ -143,6 +143,21 @@ class AdapterRegistry:
             return None
         return [self.root.parent, *self.adapter_roots]
 
+    def check_name(self, name: str) -> None:
+        """Refuse a name that routing already gives a meaning: it would take that meaning over.
+
+        `base`, `live` and the base model's name resolve to other models; an adapter registered
+        under one would silently redirect every request for it. Compared without case, so that
+        `Live` cannot pass for `live` in a list either.
+        """
+        reserved = (BASE_ALIAS, LIVE_ALIAS, self.base_name)
+        if name.casefold() in {r.casefold() for r in reserved}:
+            raise AdapterRejected(
+                f"the adapter name {name!r} is reserved: {', '.join(reserved)} already name the "
+                "base model and the live alias; choose another name",
+                param="name",
+            )
+
     def _validate(self, path: Path, roots: list[Path] | None) -> dict[str, Any]:
         return validate_adapter(
             path, self.base_model, self.max_rank, self._base, limits=self.limits, roots=roots
@@ -175,6 +190,7 @@ class AdapterRegistry:
 
         Registering the same weights under the same name again returns the existing version.
         """
+        self.check_name(name)
         source = Path(source)
         if self._base is None:
             self._base = await asyncio.to_thread(describe_base, self.base_model)

@@ -130,3 +130,14 @@ def test_symlinks_and_unknown_target_modules_are_refused(tmp_path):
     (linked / "secret").symlink_to("/etc/passwd")
     with pytest.raises(AdapterRejected, match="symbolic link"):
         run(registry.register("x", linked))
+
+
+@pytest.mark.parametrize("name", ["base", "live", BASE, "Live", "BASE"])
+def test_names_that_routing_already_uses_are_refused_before_anything_is_written(
+    registry, tmp_path, name
+):
+    with pytest.raises(AdapterRejected, match=r"reserved.*choose another name") as caught:
+        run(registry.register(name, make_adapter(tmp_path / "a")))
+    assert caught.value.param == "name"
+    assert registry.store.adapters() == [] and not (tmp_path / "managed").exists()
+    assert registry.resolve("base") == BASE and registry.resolve("live") == BASE

@@ -12,7 +12,9 @@ hits both. Per run:
   tokenizing, the reference pass, every step);
 - steady s/step: mean time between steps after the first;
 - CPU s/step: the process's CPU time over the job, divided by the steps: what the job costs the
-  machine, less sensitive to other processes than wall time.
+  machine (threads spinning while they wait for a core included).
+
+Each run also says how many steps ran with how many torch threads, and the load average.
 
     python -m bench.train [--pairs 32] [--epochs 3] [--batch 8] [--repeats 2]
 """
@@ -65,10 +67,14 @@ class Clock:
         self.cpu_started = time.process_time()
         self.marks: list[float] = []
         self.cpu = 0.0
+        self.threads: list[int] = []  # torch threads at each step's end
 
     def mark(self) -> None:
+        import torch
+
         self.marks.append(time.perf_counter())
         self.cpu = time.process_time() - self.cpu_started
+        self.threads.append(torch.get_num_threads())
 
     def callback(self):
         from transformers import TrainerCallback
@@ -89,6 +95,7 @@ class Clock:
             "job": (self.marks[-1] - self.started) / steps,
             "steady": statistics.mean(gaps) if gaps else float("nan"),
             "cpu": self.cpu / steps,
+            "threads": "/".join(f"{self.threads.count(n)}x{n}" for n in sorted(set(self.threads))),
         }
 
 
@@ -190,7 +197,8 @@ def main() -> None:
             results[side].append(r)
             print(
                 f"repeat {repeat + 1} {side:>5}: {r['steps']} steps, {r['job']:6.2f} s/step job, "
-                f"{r['steady']:6.2f} steady, {r['cpu']:6.2f} CPU s/step (load {r['load']:.1f})",
+                f"{r['steady']:6.2f} steady, {r['cpu']:6.2f} CPU s/step; steps x threads "
+                f"{r['threads']}, load {r['load']:.1f}",
                 flush=True,
             )
     print()

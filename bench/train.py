@@ -16,7 +16,7 @@ hits both. Per run:
 
 Each run also says how many steps ran with how many torch threads, and the load average.
 
-    python -m bench.train [--pairs 32] [--epochs 3] [--batch 8] [--repeats 2]
+    python -m bench.train [--pairs 32] [--epochs 3] [--batch 8] [--repeats 2] [--threads N]
 """
 
 from __future__ import annotations
@@ -99,12 +99,14 @@ class Clock:
         }
 
 
-def run_ours(model_path: str, pairs: list[dict], epochs: float, batch: int) -> dict[str, float]:
+def run_ours(
+    model_path: str, pairs: list[dict], epochs: float, batch: int, threads: int
+) -> dict[str, float]:
     """`flywheel train --method dpo`: train/dpo.py with its defaults."""
     from train import dpo
 
     clock = Clock()
-    params = dpo.DpoParams(epochs=epochs, batch_size=batch)
+    params = dpo.DpoParams(epochs=epochs, batch_size=batch, threads=threads)
 
     def on_log(step: int, total: int, row: dict) -> None:
         if "loss" in row:  # logged at every step (logging_steps=1), right after it ends
@@ -115,7 +117,9 @@ def run_ours(model_path: str, pairs: list[dict], epochs: float, batch: int) -> d
     return clock.result()
 
 
-def run_plain(model_path: str, pairs: list[dict], epochs: float, batch: int) -> dict[str, float]:
+def run_plain(
+    model_path: str, pairs: list[dict], epochs: float, batch: int, threads: int
+) -> dict[str, float]:
     """TRL as its docs show it: the default DPOConfig, given only our LoRA, batch and length."""
     import torch
     from datasets import Dataset
@@ -124,6 +128,8 @@ def run_plain(model_path: str, pairs: list[dict], epochs: float, batch: int) -> 
 
     from train import lora
 
+    if threads:
+        torch.set_num_threads(threads)
     clock = Clock()
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path)
@@ -149,17 +155,18 @@ def run_plain(model_path: str, pairs: list[dict], epochs: float, batch: int) -> 
     return clock.result()
 
 
-def run_side(side: str, pairs: int, epochs: float, batch: int) -> dict[str, float]:
+def run_side(side: str, args: argparse.Namespace) -> dict[str, float]:
     from serve.default_model import prepare
 
     runner = run_ours if side == "ours" else run_plain
-    return runner(str(prepare()), make_pairs(pairs), epochs, batch)
+    return runner(str(prepare()), make_pairs(args.pairs), args.epochs, args.batch, args.threads)
 
 
 def spawn(side: str, args: argparse.Namespace) -> dict[str, Any]:
     """One side in a fresh process; its result and the load average around it."""
     sizes = ["--pairs", str(args.pairs), "--epochs", str(args.epochs), "--batch", str(args.batch)]
     command = [sys.executable, "-m", "bench.train", "--side", side, *sizes]
+    command += ["--threads", str(args.threads)]
     load_before = os.getloadavg()[0]
     env = {**os.environ, "TQDM_DISABLE": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -176,17 +183,25 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--first", choices=SIDES, default="ours", help="side of the first run")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads for both sides (0: each its own choice: ours the free cores, plain "
+        "torch's default); to tell the work saved from the thread choice",
+    )
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one run, as JSON
     args = parser.parse_args()
     if args.side:
-        print(json.dumps(run_side(args.side, args.pairs, args.epochs, args.batch)))
+        print(json.dumps(run_side(args.side, args)))
         return
 
     from serve.hardware import choose_dtype, cpu_threads
 
     print(
         f"{args.pairs} pairs x {args.epochs:g} epochs, batch {args.batch}; dtype chosen for ours: "
-        f"{choose_dtype()}, threads: {cpu_threads()}; load average {os.getloadavg()[0]:.1f}"
+        f"{choose_dtype()}; cores: {cpu_threads()}, torch threads: {args.threads or 'own choice'}"
+        f"; load average {os.getloadavg()[0]:.1f}"
     )
     results: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
     first = SIDES.index(args.first)

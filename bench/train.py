@@ -113,8 +113,9 @@ def run_ours(
             clock.mark()
 
     with tempfile.TemporaryDirectory() as out:
-        dpo.train(model_path, pairs, [], Path(out) / "adapter", params, on_log)
-    return clock.result()
+        metrics = dpo.train(model_path, pairs, [], Path(out) / "adapter", params, on_log)
+    # that it still learns: the last step's loss and reward accuracy
+    return {**clock.result(), **{k: metrics[k] for k in ("loss", "rewards/accuracies")}}
 
 
 def run_plain(
@@ -176,6 +177,16 @@ def spawn(side: str, args: argparse.Namespace) -> dict[str, Any]:
     return {**result, "load": (load_before + os.getloadavg()[0]) / 2}
 
 
+def describe(r: dict[str, Any]) -> str:
+    line = (
+        f"{r['steps']} steps, {r['job']:6.2f} s/step job, {r['steady']:6.2f} steady, "
+        f"{r['cpu']:6.2f} CPU s/step; steps x threads {r['threads']}, load {r['load']:.1f}"
+    )
+    if "loss" in r:
+        line += f"; last loss {r['loss']:.4f}, reward accuracy {r['rewards/accuracies']:.2f}"
+    return line
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=32)
@@ -210,12 +221,7 @@ def main() -> None:
         for side in order if repeat % 2 == 0 else order[::-1]:
             r = spawn(side, args)
             results[side].append(r)
-            print(
-                f"repeat {repeat + 1} {side:>5}: {r['steps']} steps, {r['job']:6.2f} s/step job, "
-                f"{r['steady']:6.2f} steady, {r['cpu']:6.2f} CPU s/step; steps x threads "
-                f"{r['threads']}, load {r['load']:.1f}",
-                flush=True,
-            )
+            print(f"repeat {repeat + 1} {side:>5}: {describe(r)}", flush=True)
     print()
     for measure in MEASURES:
         ours = [r[measure] for r in results["ours"]]

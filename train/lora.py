@@ -9,7 +9,8 @@ layers, batch 8, 256 tokens; DPO at lr 5e-4 moved a style preference from ~11 % 
 where 1e-4 barely moved it. The dtype follows the CPU (serve/hardware.py): bf16 where it is native
 (DPO step on the default model measured ~2x faster than fp32 on an AMX CPU), fp32 elsewhere.
 TRL 1.16 turns gradient checkpointing and bf16 autocast on by default, whatever the CPU; both
-are set here explicitly.
+are set here explicitly. Torch threads follow the cores other processes leave free (`SpareCores`):
+on 2 cores shared with the engine, a thread waiting for a core holds up every op.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ import aiohttp
 import httpx
 
 from bench.sse import sse_events
-from bench.stack import RunningStack, running_stack
+from bench.stack import RunningStack, running_stack, stack_pids
 
 
 @dataclass
@@ -122,20 +122,11 @@ def alive(pid: int) -> bool:
     return True
 
 
-def gateway_pid(stack: RunningStack) -> tuple[int, int]:
-    """(gateway, engine): the gateway is the supervised engine's parent process."""
-    engine = httpx.get(f"{stack.url}/health", timeout=10).json()["engine"]["pid"]
-    parent = int(Path(f"/proc/{engine}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    if b"serve.cli" not in Path(f"/proc/{parent}/cmdline").read_bytes():
-        raise SystemExit(f"the engine's parent {parent} is not `flywheel up`")
-    return parent, engine
-
-
 async def load_and_kill(
     stack: RunningStack, completion_id: str, args, targeted: bool
 ) -> tuple[Load, dict]:
     """Both loads, then the kill: at `load_s`, or (targeted) on the first answer after it."""
-    gateway, engine = gateway_pid(stack)
+    gateway, engine = stack_pids(stack)
     load = Load(rater=f"dur-{uuid.uuid4().hex[:8]}", gateway=gateway)
     tasks = [
         asyncio.create_task(rate(stack.url, completion_id, load, args.clients)),

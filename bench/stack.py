@@ -54,3 +54,12 @@ def running_stack(extra_args: list[str] | None = None) -> Iterator[RunningStack]
             process.send_signal(signal.SIGTERM)
             process.wait(60)
             log.close()
+
+
+def stack_pids(stack: RunningStack) -> tuple[int, int]:
+    """(gateway, engine): the gateway is the supervised engine's parent process."""
+    engine = httpx.get(f"{stack.url}/health", timeout=10).json()["engine"]["pid"]
+    parent = int(Path(f"/proc/{engine}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    if b"serve.cli" not in Path(f"/proc/{parent}/cmdline").read_bytes():
+        raise SystemExit(f"the engine's parent {parent} is not `flywheel up`")
+    return parent, engine

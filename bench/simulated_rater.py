@@ -85,8 +85,8 @@ class SimulatedRater:
             without = [a for a, trait in zip(answers, traits, strict=True) if not trait]
             if with_trait and without:
                 break
-            if len(answers) >= self.max_answers:
-                return
+            if len(answers) >= self.max_answers or budget[0] <= 0:
+                return  # a person stops regenerating once done judging, too
             answers.append(await self._ask(prompt))
         if budget[0] <= 0:
             return

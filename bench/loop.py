@@ -253,7 +253,7 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
                         "arena_s": round(time.perf_counter() - voting, 1),
                         "gate": {"action": decision["action"], "reason": decision["reason"]},
                         "samples": side_by_side(held_out, tuned, base),
-                        "train_metrics": job.get("metrics_rows", [])[-1:] or job.get("metrics"),
+                        "final_eval": [r for r in job["metrics"] if "eval_loss" in r][-1:],
                     }
                 )
                 say(f"round {number}: gate {decision['action']}: {decision['reason']}")

@@ -103,8 +103,13 @@ def sample_side_by_side(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from serve.hardware import choose_dtype, cpu_threads
+    from train.lora import SpareCores
 
-    torch.set_num_threads(threads or cpu_threads())
+    # Decoding is hundreds of tiny ops: with more threads than free cores each one waits for a
+    # queued thread. Beside a busy engine, 4 prompts took 15+ minutes with 2 threads on 2 cores.
+    spare = None if threads else SpareCores(cpu_threads())
+    if threads:
+        torch.set_num_threads(threads)
     tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -119,6 +124,8 @@ def sample_side_by_side(
     batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 
     def answers() -> list[str]:
+        if spare:
+            spare.update()
         with torch.no_grad():
             out = model.generate(
                 **batch,

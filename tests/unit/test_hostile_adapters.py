@@ -8,6 +8,8 @@ import asyncio
 import json
 import os
 import pickle
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -598,3 +600,32 @@ def test_the_gateway_answers_a_refusal_in_openai_shape(tmp_path, base):
     assert resp.status_code == 422
     error = resp.json()["error"]
     assert error["code"] == "adapter_rejected" and "outside the folders" in error["message"]
+
+
+# -- values, in every float type ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), None])
+def test_non_finite_values_are_found_in_every_float_type(tmp_path, base, dtype, bad):
+    weights = {name: w.to(dtype) for name, w in good_weights().items()}
+    weights[B.format("q_proj")][-1, -1] = 65504.0 if bad is None else bad  # float16's largest
+    adapter = make_adapter(tmp_path / "a", weights=weights)
+    if bad is None:
+        assert validate_adapter(adapter, BASE, 16, describe_base(str(base)))["r"] == 8
+    else:
+        with pytest.raises(AdapterRejected, match="NaN or infinite"):
+            validate_adapter(adapter, BASE, 16, describe_base(str(base)))
+
+
+def test_the_checks_never_import_torch(tmp_path, base):
+    """torch would add ~200 MiB to the gateway's resident memory at its first registration."""
+    adapter = make_adapter(tmp_path / "a")
+    script = (
+        "import sys\n"
+        "from serve.adapter_checks import describe_base, validate_adapter\n"
+        f"validate_adapter({str(adapter)!r}, {BASE!r}, 16, describe_base({str(base)!r}))\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

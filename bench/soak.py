@@ -151,7 +151,7 @@ class Soak:
         if not job:
             return
         started = time.monotonic()
-        while True:
+        while self.running():
             await asyncio.sleep(5)
             try:
                 job = (await self.client.get(f"/v1/train/jobs/{job['id']}")).json()
@@ -164,7 +164,7 @@ class Soak:
             "status": job["status"], "adapter": job.get("adapter"),
             "seconds": round(time.monotonic() - started), "error": job.get("error"),
         }  # fmt: skip
-        if job["status"] != "succeeded":
+        if job["status"] not in ("succeeded", "queued", "running"):  # unfinished: reported
             self.tally.error("train", job["status"], str(job.get("error")))
 
     async def injector(self, every_s: float) -> None:

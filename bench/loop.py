@@ -215,6 +215,7 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
                 trained_at = time.perf_counter()
                 job = await asyncio.to_thread(wait_for_candidate, stack, last_job, loop)
                 candidate = job["adapter"]
+                training_s = time.perf_counter() - trained_at  # the jobs, until registered
                 answer_s = await asyncio.to_thread(first_answer, stack, candidate)
                 turnaround = time.perf_counter() - last_judgement
                 jobs = [j for j in get(stack, "/v1/train/jobs") if last_job < j["id"] <= job["id"]]
@@ -241,11 +242,12 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
                         "synthetic_pairs": config["synthetic_pairs"],
                         "eval_rows": config["eval_rows"],
                         "judging_s": round(judged_s, 1),
-                        "training_s": round(time.perf_counter() - trained_at - answer_s, 1),
+                        "training_s": round(training_s, 1),
                         "jobs": [
                             {"id": j["id"], "method": j["method"], "status": j["status"]}
                             for j in jobs
                         ],
+                        "first_answer_s": round(answer_s, 2),
                         "last_judgement_to_answer_s": round(turnaround, 1),
                         "held_out_win_rate": round(rate, 4),
                         "tuned": answer_stats(preference, tuned),
@@ -297,7 +299,7 @@ def report() -> None:
         for x in r["rounds"]:
             print(
                 f"| {name} | {x['round']} | {x['judgements_made']} ({x['human_pairs_used']}) | "
-                f"{x['synthetic_pairs']} | {x['training_s']:.0f} | "
+                f"{x['synthetic_pairs']} | {x['training_s'] or '—'} | "
                 f"{x['last_judgement_to_answer_s']:.0f} | {x['held_out_win_rate']:.0%} | "
                 f"{x['tuned']['trait']:.0%} / {r['base']['trait']:.0%} | "
                 f"{x['tuned']['healthy']:.0%} / {r['base']['healthy']:.0%} | "

@@ -228,7 +228,11 @@ def read_header(file: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     Raises ValueError naming what is wrong: a header longer than the file, offsets past the
     end, overlapping or missing bytes, a byte count that disagrees with dtype and shape.
     """
-    return {name: (dtype, shape) for name, (dtype, shape, _) in tensor_layout(file)[1].items()}
+    return _dtypes_and_shapes(tensor_layout(file))
+
+
+def _dtypes_and_shapes(layout) -> dict[str, tuple[str, tuple[int, ...]]]:
+    return {name: (dtype, shape) for name, (dtype, shape, _) in layout[1].items()}
 
 
 def tensor_layout(file: Path) -> tuple[int, dict[str, tuple[str, tuple[int, ...], int]]]:
@@ -394,7 +398,9 @@ EXPONENT_BITS = {  # all ones in a float's exponent: NaN or infinity
 }  # fmt: skip
 
 
-def _check_values(weights: Path) -> None:
+def _check_values(
+    weights: Path, layout: tuple[int, dict[str, tuple[str, tuple[int, ...], int]]]
+) -> None:
     """Every value finite: NaN or inf in a LoRA poisons every answer that goes through it.
 
     Read from the raw bytes with numpy (the exponent bits of each float), so the gateway never
@@ -402,7 +408,7 @@ def _check_values(weights: Path) -> None:
     """
     import numpy as np
 
-    data_start, tensors = tensor_layout(weights)
+    data_start, tensors = layout  # from tensor_layout: the header is read once per check
     with open(weights, "rb") as f:
         for name, (dtype, shape, offset) in tensors.items():
             if dtype not in EXPONENT_BITS:
@@ -450,13 +456,13 @@ def validate_adapter(
         _check_weight_files(path, files)
         weights = path / WEIGHTS_FILE
         try:
-            tensors = read_header(weights)
+            layout = tensor_layout(weights)
         except ValueError as exc:
             raise AdapterRejected(
                 f"{weights} cannot be read as safetensors: {exc} (truncated or forged); {RESAVE}"
             ) from None
-        _check_tensors(weights, tensors, config, base)
-        _check_values(weights)
+        _check_tensors(weights, _dtypes_and_shapes(layout), config, base)
+        _check_values(weights, layout)
     except OSError as exc:  # unreadable, too long a name, vanished while being read
         raise AdapterRejected(
             f"cannot read {path}: {exc.strerror or exc}; check the path and that the gateway's "

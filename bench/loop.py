@@ -157,6 +157,13 @@ def first_answer(stack: RunningStack, engine_name: str) -> float:
     return time.perf_counter() - started
 
 
+def job_progress(stack: RunningStack, job_id: int) -> list[str]:
+    """The job's own time-stamped progress lines (where its seconds went), from its log."""
+    log = stack.data_dir / "runs" / f"job-{job_id}" / "train.log"
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    return [line.removeprefix("flywheel: ") for line in lines if line.startswith("flywheel: [")]
+
+
 def decision_for(stack: RunningStack, candidate: str) -> dict[str, Any] | None:
     return next((d for d in get(stack, "/v1/loop/decisions") if d["candidate"] == candidate), None)
 
@@ -244,7 +251,12 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
                         "judging_s": round(judged_s, 1),
                         "training_s": round(training_s, 1),
                         "jobs": [
-                            {"id": j["id"], "method": j["method"], "status": j["status"]}
+                            {
+                                "id": j["id"],
+                                "method": j["method"],
+                                "status": j["status"],
+                                "progress": job_progress(stack, j["id"]),
+                            }
                             for j in jobs
                         ],
                         "first_answer_s": round(answer_s, 2),

@@ -4,13 +4,18 @@ the worst become one more preference pair.
 
 A few dozen human judgements teach a reward model what people prefer; best-of-n then turns
 that into as many on-policy pairs as there are prompts, which is how few judgements go far.
-Human pairs are always kept; synthetic ones only add to them. Answers are sampled from the
+Human pairs are always kept; synthetic ones only add to them.
+
+The answers come first from the log: every answer people were shown by the policy (each
+Regenerate, each answer they did not judge) is already an on-policy sample, so scoring those
+costs no generation at all. Only prompts the log cannot cover are sampled anew, from the
 serving engine itself (vLLM batches them), not from a second copy of the model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,21 +85,29 @@ def synthetic_pairs(
     max_tokens: int = 128,
     temperature: float = 1.0,
     min_margin: float = MIN_MARGIN,
+    logged: list[Candidates] | None = None,
 ) -> list[dict[str, Any]]:
     """Up to `count` DPO rows: best vs worst of `n` answers of `policy` to each prompt.
 
-    Prompts are used in turn (more than once when `count` exceeds them; sampling differs each
-    time). `policy` is the engine's model name: the base or an adapter version.
+    `logged` candidates (see `logged_candidates`) are used first; the rest of `count` is
+    sampled, from prompts the log does not cover, in turn (more than once when `count` exceeds
+    them; sampling differs each time). `policy` is the engine's model name: the base or an
+    adapter version.
     """
     from train.evaluation import reward_scores
     from train.reward import load_reward_model
 
-    if count <= 0 or not prompts:
+    candidates = list(logged or [])[:count]
+    covered = {_key(c.prompt) for c in candidates}
+    fresh = [p for p in prompts if _key(p) not in covered] or prompts
+    missing = count - len(candidates)
+    if missing > 0 and fresh:
+        chosen_prompts = [fresh[i % len(fresh)] for i in range(missing)]
+        candidates += asyncio.run(
+            _sample(engine_url, policy, chosen_prompts, n, max_tokens, temperature)
+        )
+    if not candidates:
         return []
-    chosen_prompts = [prompts[i % len(prompts)] for i in range(count)]
-    candidates = asyncio.run(
-        _sample(engine_url, policy, chosen_prompts, n, max_tokens, temperature)
-    )
     model, tokenizer = load_reward_model(model_path, reward_path)
     conversations = [
         [*c.prompt, {"role": "assistant", "content": a}] for c in candidates for a in c.answers
@@ -109,21 +122,53 @@ def synthetic_pairs(
     return rows
 
 
-def train_prompts(store, eval_fraction: float) -> list[list[dict[str, Any]]]:
-    """Every distinct conversation prefix people asked, from the train split only."""
-    import json
+def _key(prompt: list[dict[str, Any]]) -> str:
+    return json.dumps(prompt, sort_keys=True)
 
+
+def _train_prompt(messages: str, eval_fraction: float) -> list[dict[str, Any]] | None:
+    """The logged request's prompt if an answer may follow it and it is in the train split."""
     from feedback.exports import row_split
     from feedback.training_rows import canonical_prompt
 
+    prompt = canonical_prompt(json.loads(messages))
+    if not prompt or prompt[-1]["role"] != "user":
+        return None
+    if row_split("dpo", {"prompt": prompt}, eval_fraction) != "train":
+        return None
+    return prompt
+
+
+def train_prompts(store, eval_fraction: float) -> list[list[dict[str, Any]]]:
+    """Every distinct conversation prefix people asked, from the train split only."""
     prompts, seen = [], set()
     for row in store.query("select distinct messages from exchanges order by created_at"):
-        prompt = canonical_prompt(json.loads(row["messages"]))
-        if not prompt or prompt[-1]["role"] != "user":
+        prompt = _train_prompt(row["messages"], eval_fraction)
+        if prompt is None or _key(prompt) in seen:
             continue
-        key = json.dumps(prompt, sort_keys=True)
-        if key in seen or row_split("dpo", {"prompt": prompt}, eval_fraction) != "train":
-            continue
-        seen.add(key)
+        seen.add(_key(prompt))
         prompts.append(prompt)
     return prompts
+
+
+def logged_candidates(store, policy: str, eval_fraction: float, n: int) -> list[Candidates]:
+    """Up to `n` different logged answers of `policy` per train prompt, where it gave two or more.
+
+    Newest answers first: with a prompt asked again and again, the most recent sampling is
+    the one closest to how the policy answers now.
+    """
+    answers: dict[str, Candidates] = {}
+    rows = store.query(
+        "select messages, completion from exchanges where engine_model = ? "
+        "order by created_at desc",
+        [policy],
+    )
+    for row in rows:
+        text = (row["completion"] or "").strip()
+        prompt = _train_prompt(row["messages"], eval_fraction) if text else None
+        if prompt is None:
+            continue
+        found = answers.setdefault(_key(prompt), Candidates(prompt, []))
+        if len(found.answers) < n and text not in (a.strip() for a in found.answers):
+            found.answers.append(row["completion"])
+    return [c for c in answers.values() if len(c.answers) >= 2]

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,12 @@ NO_ROWS = {
 SAMPLE_PROMPTS = 4  # answers of base and tuned side by side, saved with the job
 
 
+STARTED = time.monotonic()
+
+
 def say(message: str) -> None:
-    print(f"flywheel: {message}", file=sys.stderr, flush=True)
+    """A progress line, stamped with seconds since the start: a job's log shows where time went."""
+    print(f"flywheel: [{time.monotonic() - STARTED:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -164,7 +169,7 @@ def _register(args, base_name: str, model_path: str, payload: dict) -> dict:
 
 def _synthetic_pairs(args, store: Store, model_path: str, base_name: str, start) -> list:
     """Best-of-n pairs from the policy being trained (the start adapter, else the base)."""
-    from train.best_of_n import synthetic_pairs, train_prompts
+    from train.best_of_n import logged_candidates, synthetic_pairs, train_prompts
 
     jobs = store.query(
         "select id from jobs where method = 'reward' and status = 'succeeded' order by id desc"
@@ -181,9 +186,12 @@ def _synthetic_pairs(args, store: Store, model_path: str, base_name: str, start)
         engine_url = call(args, "GET", "/health")["engine"]["url"]
     prompts = train_prompts(store, args.eval_fraction)
     policy = start["engine_name"] if start else base_name
+    logged = logged_candidates(store, policy, args.eval_fraction, args.best_of)
+    reused = min(len(logged), args.synthetic_pairs)
+    fresh = min(args.synthetic_pairs - reused, len(prompts))
     say(
-        f"best-of-n: {policy} answers {min(args.synthetic_pairs, len(prompts))} prompts "
-        f"x{args.best_of}, scored by the reward model of job {reward_job}"
+        f"best-of-n: {reused} prompts with logged answers of {policy}, {fresh} more answered "
+        f"x{args.best_of} now; scored by the reward model of job {reward_job}"
     )
     return synthetic_pairs(
         engine_url,
@@ -193,6 +201,7 @@ def _synthetic_pairs(args, store: Store, model_path: str, base_name: str, start)
         model_path,
         reward_path,
         n=args.best_of,
+        logged=logged,
     )
 
 

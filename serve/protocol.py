@@ -219,7 +219,9 @@ class TrainJobRequest(FlywheelModel):
     base: str | None = Field(
         default=None,
         max_length=200,
-        description="start from: base (default), live, or an adapter name to continue training",
+        description="start from: base (default), live, or an adapter name to continue training "
+        "(a reward job: base or live, the newest reward model); continuing trains on the "
+        "judgements made since the continued model was trained",
     )
     params: dict[str, str | int | float | bool | None] = Field(
         default_factory=dict,

@@ -64,7 +64,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default="base",
         help="start from: base (a new LoRA), live (the live adapter; a new LoRA while the base "
         "model is live), or an adapter name or name@N to continue training it "
-        "(default: base). The DPO/KTO reference is always the base model.",
+        "(default: base). The DPO/KTO reference is always the base model. A reward job "
+        "takes base or live (the newest reward model). Continuing trains on the judgements "
+        "made since the continued model's job started: it learnt the older ones.",
+    )
+    parser.add_argument(
+        "--all-judgements",
+        action="store_true",
+        help="when continuing (--base), train on every judgement, not only the newer ones",
     )
     parser.add_argument("--config", help="YAML or JSON file of hyperparameters (flags override)")
     parser.add_argument(
@@ -131,10 +138,13 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _start_adapter(store: Store, base: str) -> dict[str, Any] | None:
+def _start_adapter(args, store: Store) -> dict[str, Any] | None:
     """The adapter version to continue from (None: a new LoRA on the base model)."""
+    base = args.base
     if base in ("base", "", None):
         return None
+    if args.method == "reward":
+        return _start_reward_model(args, store)
     if base == "live":
         return store.live_adapter()  # None while the base model itself is live
     if "@" in base:
@@ -146,6 +156,31 @@ def _start_adapter(store: Store, base: str) -> dict[str, Any] | None:
     if row is None or row["status"] == "retired":
         raise ValueError(f"--base {base}: no such adapter; `flywheel adapters list` shows them")
     return row
+
+
+def _start_reward_model(args, store: Store) -> dict[str, Any] | None:
+    """A reward job continues a reward model, never a chat adapter: live is the newest one."""
+    if args.base != "live":
+        raise ValueError(
+            f"--base {args.base}: a reward model continues from base or live "
+            "(the newest reward model)"
+        )
+    jobs = store.query(
+        "select id from jobs where method = 'reward' and status = 'succeeded' order by id desc"
+    )
+    for job in jobs:  # the newest whose adapter is still on disk
+        path = args.data_dir / "runs" / f"job-{job['id']}" / "adapter"
+        if path.is_dir():
+            return {"path": str(path), "engine_name": f"reward-job{job['id']}", "job_id": job["id"]}
+    return None
+
+
+def _judged_since(args, store: Store, start: dict[str, Any] | None) -> str | None:
+    """When continuing: the continued model's job start (it was trained on what came before)."""
+    if start is None or args.all_judgements or not start.get("job_id"):
+        return None
+    job = store.job(start["job_id"])
+    return job["created_at"] if job else None
 
 
 def _register(args, base_name: str, model_path: str, payload: dict) -> dict:
@@ -265,8 +300,11 @@ def _prepare(
         params = methods.load_params(
             args.method, args.config, {k: getattr(args, k, None) for k in vars(args)}
         )
-        start = _start_adapter(store, args.base)
-        export = export_rows(store, args.method, split="all", eval_fraction=args.eval_fraction)
+        start = _start_adapter(args, store)
+        since = _judged_since(args, store, start)
+        export = export_rows(
+            store, args.method, split="all", since=since, eval_fraction=args.eval_fraction
+        )
     except (ValueError, OSError) as exc:
         say(str(exc))
         if job_id:
@@ -278,6 +316,11 @@ def _prepare(
     eval_rows = [r for r in export.rows if row_split(args.method, r, args.eval_fraction) == "eval"]
     if not train_rows:
         message = NO_ROWS[args.method]
+        if since:
+            message = (
+                f"no new judgements since {start['engine_name']} was trained ({since}): make "
+                "some, or pass --all-judgements to train on the older ones again"
+            )
         if export.rows:
             message = f"all {len(export.rows)} rows fell in the eval split; lower --eval-fraction"
         say(message)
@@ -300,6 +343,7 @@ def _prepare(
     config = {
         "params": params.to_dict(),
         "synthetic_pairs": len(synthetic),
+        "judged_since": since,
         "base": args.base,
         "init_adapter": start["engine_name"] if start else None,
         "train_rows": len(train_rows),

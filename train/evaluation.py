@@ -46,24 +46,32 @@ def sft_eval(trainer) -> dict[str, float]:
 
 
 def reward_scores(model, tokenizer, conversations: list[list[dict]], batch_size: int = 8):
-    """One score per conversation (a list of messages), from a sequence-classification model."""
+    """One score per conversation (a list of messages), from a sequence-classification model.
+
+    Batches are cut from the conversations sorted by length, so a batch pads little: best-of-n
+    scores hundreds of answers from a few words to the token limit.
+    """
     import torch
 
-    scores: list[float] = []
+    ids = [
+        tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]
+        for c in conversations
+    ]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    scores: list[float] = [0.0] * len(ids)
     model.eval()
-    for start in range(0, len(conversations), batch_size):
-        ids = [
-            tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]
-            for c in conversations[start : start + batch_size]
-        ]
-        width = max(len(x) for x in ids)  # right padding: the score is read at the last real token
-        input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in ids])
-        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
-        device = next(model.parameters()).device
-        half = any(p.dtype == torch.bfloat16 for p in model.parameters())
+    device = next(model.parameters()).device
+    half = any(p.dtype == torch.bfloat16 for p in model.parameters())
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        batch = [ids[i] for i in rows]
+        width = max(len(x) for x in batch)  # right padding: the score is read at the last token
+        input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in batch])
+        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in batch])
         with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=half):
             logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
-        scores.extend(logits[:, 0].float().tolist())
+        for i, score in zip(rows, logits[:, 0].float().tolist(), strict=True):
+            scores[i] = score
     return scores
 
 

@@ -37,8 +37,9 @@ def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
         "--base",
         default="base",
         help="each round starts from: base (a fresh LoRA on all judgements) or live (continue "
-        "the live adapter and sample best-of-n pairs from it: the iterative-DPO recipe; the "
-        "reference stays the base model) (default: %(default)s)",
+        "the live adapter on the judgements made since it was trained, and sample best-of-n "
+        "pairs from it: the iterative-DPO recipe; the reference stays the base model) "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--threshold", type=int, default=16, help="new judgements that start a round (default: 16)"
@@ -112,10 +113,13 @@ def train_candidate(args, params: dict[str, Any]) -> str | None:
     """One round's training; the new candidate's engine name, or None if it failed.
 
     With --synthetic-pairs, a reward model is trained on the comparisons first, and the DPO
-    job adds best-of-n pairs it scores (the iterative-DPO recipe).
+    job adds best-of-n pairs it scores (the iterative-DPO recipe). With --base live both
+    continue their predecessors on the judgements made since those were trained, so every
+    round costs about the same, however many rounds came before.
     """
     if args.synthetic_pairs:
-        reward = run_job(args, {"method": "reward", "params": params})
+        reward_base = "live" if args.base == "live" else "base"
+        reward = run_job(args, {"method": "reward", "base": reward_base, "params": params})
         if reward["status"] != "succeeded":
             return None
     body = {"method": args.method, "name": args.name, "base": args.base, "params": params}

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from serve.adapter_checks import describe_base, validate_adapter
 from train import methods
-from train.evaluation import pairwise_accuracy, sample_side_by_side
+from train.evaluation import pairwise_accuracy, reward_scores, sample_side_by_side
 from train.kto import kto_weights
 from train.reward import load_reward_model
 from train.sft import as_prompt_completion
@@ -139,6 +139,19 @@ def test_reward_model_ranks_held_out_pairs(tiny_llama, tmp_path):
     model, tokenizer = load_reward_model(str(tiny_llama), out)  # offline, as best-of-n will
     assert tokenizer.pad_token is not None
     assert pairwise_accuracy(model, tokenizer, PAIRS) == 1.0  # trivially separable pairs
+
+
+def test_reward_scores_in_length_sorted_batches_keep_each_conversations_score(tiny_llama, tmp_path):
+    params = methods.get("reward").params(epochs=1, batch_size=2, dtype="float32")
+    out = tmp_path / "rm"
+    methods.get("reward").train(str(tiny_llama), PAIRS, [], out, params)
+    model, tokenizer = load_reward_model(str(tiny_llama), out, dtype="float32")
+    lengths = [9, 1, 30, 4, 17, 2, 12]  # unsorted, so the batches reorder them
+    conversations = [user("Say something.") + assistant("word " * n) for n in lengths]
+    one_by_one = [reward_scores(model, tokenizer, [c], batch_size=1)[0] for c in conversations]
+    batched = reward_scores(model, tokenizer, conversations, batch_size=3)
+    assert batched == pytest.approx(one_by_one, abs=1e-4)
+    assert len(set(one_by_one)) == len(one_by_one)  # distinct: a mix-up could not pass
 
 
 def test_side_by_side_samples(trained, tiny_llama):

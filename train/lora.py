@@ -49,6 +49,13 @@ class TrainParams:
     target_modules: str = field(
         default="all-linear", metadata={"help": "layers to adapt: all-linear or a,b,c"}
     )
+    lora_layers: int = field(
+        default=0,
+        metadata={
+            "help": "adapt only the top N transformer blocks (0: all): the blocks below then "
+            "need no backward pass, so a step costs less"
+        },
+    )
     eval_each_epoch: bool = field(
         default=True, metadata={"help": "evaluate on the held-out rows after every epoch"}
     )
@@ -81,6 +88,8 @@ class TrainParams:
             raise ValueError(
                 f"max_steps must be -1 (by epochs) or at least 1, not {self.max_steps}"
             )
+        if self.lora_layers < 0:
+            raise ValueError(f"lora_layers must be 0 (all) or more, not {self.lora_layers}")
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"lora_dropout must be in [0, 1), not {self.lora_dropout}")
 
@@ -186,6 +195,11 @@ def lora_config(params: TrainParams, model, task_type: str = "CAUSAL_LM", **extr
     from peft import LoraConfig
 
     targets = params.target_modules
+    if params.lora_layers:
+        blocks = model.config.num_hidden_layers
+        if params.lora_layers > blocks:
+            raise ValueError(f"lora_layers={params.lora_layers}: the model has {blocks} blocks")
+        extra["layers_to_transform"] = list(range(blocks - params.lora_layers, blocks))
     return LoraConfig(
         r=params.lora_r,
         lora_alpha=params.lora_alpha,

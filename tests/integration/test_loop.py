@@ -36,8 +36,21 @@ def test_reward_model_then_dpo_with_best_of_n_pairs(stack, trained_adapter):
     assert reward["adapter"] is None  # a scorer, not a served adapter
     time.sleep(3)  # the runner checks its children twice a second
     assert job(stack, reward["id"])["status"] == "succeeded"  # still, after the runner saw it end
-    dpo = run_job(stack, method="dpo", name="it-bon", params={"max_steps": 1}, synthetic_pairs=3)
+    dpo = run_job(
+        stack,
+        method="dpo",
+        name="it-bon",
+        params={"max_steps": 1, "lora_layers": 8},  # the top 8 blocks: the engine serves it too
+        synthetic_pairs=3,
+    )
     assert dpo["status"] == "succeeded", dpo
+    answer = httpx.post(
+        f"{stack.api}/chat/completions",
+        json={"model": dpo["adapter"], "messages": [{"role": "user", "content": "Hi"}],
+              "max_tokens": 4},
+        timeout=120,
+    )  # fmt: skip
+    assert answer.status_code == 200 and answer.json()["model"] == dpo["adapter"], answer.text
     log = (stack.data_dir / "runs" / f"job-{dpo['id']}" / "train.log").read_text()
     assert f"scored by the reward model of job {reward['id']}" in log
     assert "synthetic pairs added to" in log

@@ -46,6 +46,20 @@ def test_dpo_trains_a_servable_lora_and_logs_progress(dpo_run, tiny_llama):
     assert not out.with_name(out.name + ".checkpoints").exists()
 
 
+def test_lora_layers_adapts_only_the_top_blocks_and_stays_servable(tiny_llama, tmp_path):
+    out = tmp_path / "adapter"
+    params = DpoParams(max_steps=1, batch_size=2, lora_layers=1, learning_rate=1e-2)
+    train(str(tiny_llama), PAIRS, [], out, params)
+    weights = load_file(out / "adapter_model.safetensors")
+    blocks = {name.split(".layers.")[1].split(".")[0] for name in weights}
+    assert blocks == {"1"}  # the tiny Llama's top block of 2
+    validate_adapter(out, str(tiny_llama), 16, describe_base(str(tiny_llama)))
+    with pytest.raises(ValueError, match="the model has 2 blocks"):
+        train(str(tiny_llama), PAIRS, [], tmp_path / "b", DpoParams(max_steps=1, lora_layers=3))
+    with pytest.raises(ValueError, match="lora_layers must be 0"):
+        DpoParams(lora_layers=-1)
+
+
 def test_held_out_pairs_are_evaluated_against_the_base(tiny_llama, tmp_path):
     logged = []
     params = DpoParams(epochs=1, batch_size=2, learning_rate=1e-2, dtype="float32")

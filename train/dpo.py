@@ -31,6 +31,18 @@ class DpoParams(TrainParams):
         default=5e-4, metadata={"help": "LoRA lr; measured: 5e-4 moves a preference, 1e-4 barely"}
     )
     beta: float = field(default=0.1, metadata={"help": "DPO temperature: how far from the base"})
+    sft_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "weight of a likelihood term on the chosen answers (RPO): DPO alone mostly "
+            "pushes the rejected answer down, this also pulls the chosen one up (0: plain DPO)"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sft_weight < 0:
+            raise ValueError(f"sft_weight must not be negative, not {self.sft_weight}")
 
 
 def train(
@@ -62,6 +74,11 @@ def train(
         **lora.config_kwargs(params, out_dir, len(train_rows), bool(eval_rows), dtype),
         beta=params.beta,
         precompute_ref_log_probs=True,
+        **(
+            {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, params.sft_weight]}
+            if params.sft_weight
+            else {}
+        ),
     )
     train_dataset, eval_dataset = lora.to_datasets(out_dir, train_rows, eval_rows)
     with lora.score_labelled_tokens_only():  # from the reference pass in the constructor on

@@ -88,6 +88,14 @@ def _params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
+def params_for(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The --param values a method takes: a DPO knob (e.g. sft_weight) is not the reward model's."""
+    from train.methods import get
+
+    names = {f.name for f in fields(get(method).params)}
+    return {k: v for k, v in params.items() if k in names}
+
+
 def judgement_count(args) -> int:
     counts = call(args, "GET", "/v1/feedback/counts")
     return sum(counts.get(k, 0) for k in JUDGEMENTS)
@@ -119,7 +127,8 @@ def train_candidate(args, params: dict[str, Any]) -> str | None:
     """
     if args.synthetic_pairs:
         reward_base = "live" if args.base == "live" else "base"
-        reward = run_job(args, {"method": "reward", "base": reward_base, "params": params})
+        reward_params = params_for("reward", params)
+        reward = run_job(args, {"method": "reward", "base": reward_base, "params": reward_params})
         if reward["status"] != "succeeded":
             return None
     body = {"method": args.method, "name": args.name, "base": args.base, "params": params}
@@ -165,6 +174,9 @@ def gate(args, candidate: str, policy: GatePolicy) -> Decision:
 def run_loop(args: argparse.Namespace) -> int:
     policy = GatePolicy(**{f.name: getattr(args, f.name) for f in fields(GatePolicy)})
     params = _params(args.param)
+    unknown = sorted(set(params) - set(params_for(args.method, params)))
+    if unknown:  # refused now, not after a round's worth of judgements
+        raise SystemExit(f"flywheel loop: unknown {args.method} parameters: {', '.join(unknown)}")
     rounds = 0
     seen = judgement_count(args)
     say(f"{seen} judgements so far; a round starts after {args.threshold} new ones")

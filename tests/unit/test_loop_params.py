@@ -1,0 +1,23 @@
+"""`flywheel loop --param`: each job gets the parameters its method takes; a typo stops the loop
+at once instead of after a round's worth of judgements."""
+
+import subprocess
+import sys
+
+from train.loop import params_for
+
+
+def test_a_dpo_only_parameter_is_not_sent_to_the_reward_job():
+    params = {"epochs": 1, "sft_weight": 1.0, "beta": 0.2, "lora_layers": 15}
+    assert params_for("reward", params) == {"epochs": 1, "lora_layers": 15}
+    assert params_for("dpo", params) == params
+
+
+def test_an_unknown_parameter_stops_the_loop_before_it_waits():
+    result = subprocess.run(
+        [sys.executable, "-m", "serve.cli", "loop", "--gateway", "http://127.0.0.1:9",
+         "--param", "epochs=1", "--param", "sft_wieght=1"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "unknown dpo parameters: sft_wieght" in result.stderr

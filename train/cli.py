@@ -165,13 +165,22 @@ def _start_reward_model(args, store: Store) -> dict[str, Any] | None:
             f"--base {args.base}: a reward model continues from base or live "
             "(the newest reward model)"
         )
+    newest = _newest_reward_model(args, store)
+    if newest is None:
+        return None
+    job_id, path = newest
+    return {"path": str(path), "engine_name": f"reward-job{job_id}", "job_id": job_id}
+
+
+def _newest_reward_model(args, store: Store) -> tuple[int, Path] | None:
+    """The newest succeeded reward job whose model is still on disk: (job id, its folder)."""
     jobs = store.query(
         "select id from jobs where method = 'reward' and status = 'succeeded' order by id desc"
     )
-    for job in jobs:  # the newest whose adapter is still on disk
+    for job in jobs:
         path = args.data_dir / "runs" / f"job-{job['id']}" / "adapter"
         if path.is_dir():
-            return {"path": str(path), "engine_name": f"reward-job{job['id']}", "job_id": job["id"]}
+            return job["id"], path
     return None
 
 
@@ -206,12 +215,12 @@ def _synthetic_pairs(args, store: Store, model_path: str, base_name: str, start)
     """Best-of-n pairs from the policy being trained (the start adapter, else the base)."""
     from train.best_of_n import logged_candidates, synthetic_pairs, train_prompts
 
-    jobs = store.query(
-        "select id from jobs where method = 'reward' and status = 'succeeded' order by id desc"
-    )
-    reward_job = args.reward_job or (jobs[0]["id"] if jobs else None)
-    reward_path = args.data_dir / "runs" / f"job-{reward_job}" / "adapter"
-    if reward_job is None or not reward_path.is_dir():
+    if args.reward_job:
+        reward_job = args.reward_job
+        reward_path = args.data_dir / "runs" / f"job-{reward_job}" / "adapter"
+    else:
+        reward_job, reward_path = _newest_reward_model(args, store) or (None, None)
+    if reward_path is None or not reward_path.is_dir():
         raise ValueError(
             "no reward model: train one first (flywheel train --method reward), "
             "or pass --reward-job ID"

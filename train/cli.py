@@ -232,7 +232,7 @@ def _synthetic_pairs(args, store: Store, model_path: str, base_name: str, start)
     policy = start["engine_name"] if start else base_name
     logged = logged_candidates(store, policy, args.eval_fraction, args.best_of)
     reused = min(len(logged), args.synthetic_pairs)
-    fresh = min(args.synthetic_pairs - reused, len(prompts))
+    fresh = args.synthetic_pairs - reused if prompts else 0  # sampled in turn, as often as needed
     say(
         f"best-of-n: {reused} prompts with logged answers of {policy}, {fresh} more answered "
         f"x{args.best_of} now; scored by the reward model of job {reward_job}"

@@ -25,10 +25,18 @@ class RunningStack:
 
 
 @contextlib.contextmanager
-def running_stack(extra_args: list[str] | None = None) -> Iterator[RunningStack]:
+def running_stack(
+    extra_args: list[str] | None = None, data_dir: Path | None = None
+) -> Iterator[RunningStack]:
+    """A fresh stack in a temporary folder, or on `data_dir` (kept: a benchmark resumes on it)."""
     port = free_port()
-    with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as tmp:
+    with (
+        contextlib.nullcontext(str(data_dir))
+        if data_dir
+        else tempfile.TemporaryDirectory(prefix="flywheel-bench-")
+    ) as tmp:
         data_dir = Path(tmp)
+        data_dir.mkdir(parents=True, exist_ok=True)
         log = open(data_dir / "up.log", "wb")  # noqa: SIM115 - lives as long as the process
         process = subprocess.Popen(
             [sys.executable, "-m", "serve.cli", "up", "--no-ui", "--port", str(port),

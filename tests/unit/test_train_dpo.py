@@ -182,3 +182,16 @@ def test_sft_weight_adds_the_chosen_answers_likelihood_to_the_loss(tiny_llama, t
     assert losses[0.0][0] < 1 < 5 < losses[1.0][0]
     with pytest.raises(ValueError, match="sft_weight must not be negative"):
         DpoParams(sft_weight=-1)
+
+
+@pytest.mark.parametrize(
+    "schedule, expected", [("constant", [1e-2, 1e-2, 1e-2]), ("linear", [1e-2, 2e-2 / 3, 1e-2 / 3])]
+)
+def test_lr_schedule_sets_the_learning_rate_of_every_step(tiny_llama, tmp_path, schedule, expected):
+    logged = []
+    params = DpoParams(max_steps=3, batch_size=2, learning_rate=1e-2, lr_schedule=schedule)
+    train(str(tiny_llama), PAIRS, [], tmp_path / "a", params, lambda s, t, m: logged.append(m))
+    rates = [row["learning_rate"] for row in logged if "loss" in row]
+    assert rates == pytest.approx(expected)
+    with pytest.raises(ValueError, match="lr_schedule must be one of linear, constant, cosine"):
+        DpoParams(lr_schedule="step")

@@ -1,0 +1,160 @@
+"""Which settings learn most in one round? Round 1 retrained on the same judgements, per setting.
+
+A loop round's win rate mixes two kinds of luck: the rater's (which prompts it judged, which
+answers it read) and the setting's. Here the rater judges once, a reward model is trained once,
+and then each setting trains its own round-1 DPO adapter on exactly those judgements and the
+same best-of-n pairs (logged answers, scored by that one reward model), so the settings differ
+only in themselves. Each adapter answers the held-out prompts `--samples` times (against the
+same base answers); the table gives win rate, trait and healthy shares, and the DPO job's
+seconds from start to the adapter answering.
+
+    python -m bench.ablate --preference brief --data-dir /tmp/abl-brief \\
+        --try "epochs=1" --try "epochs=1 lr_schedule=constant"
+
+The data folder is kept: a second run on it skips the judging and the reward model.
+Results go to docs/ablations/<preference>.json (appended per setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.loop import (
+    answer_stats,
+    base_engine_name,
+    first_answer,
+    get,
+    job_progress,
+    judgement_count,
+    sample_answers,
+    win_rate,
+)
+from bench.preferences import PREFERENCES
+from bench.prompts import held_out_prompts, train_prompts
+from bench.simulated_rater import SimulatedRater
+from bench.stack import RunningStack, running_stack
+from train.loop import _params
+
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "ablations"
+
+
+def say(message: str) -> None:
+    print(f"bench.ablate: {message}", file=sys.stderr, flush=True)
+
+
+def run_job(stack: RunningStack, body: dict[str, Any]) -> dict[str, Any]:
+    resp = httpx.post(f"{stack.url}/v1/train/jobs", json=body, timeout=60)
+    if resp.status_code >= 400:
+        raise SystemExit(f"POST /v1/train/jobs -> {resp.status_code}: {resp.text[:500]}")
+    job = resp.json()
+    while job["status"] in ("queued", "running"):
+        time.sleep(0.5)
+        job = get(stack, f"/v1/train/jobs/{job['id']}")
+    if job["status"] != "succeeded":
+        raise SystemExit(f"job {job['id']} {job['status']}: {job.get('error')}")
+    return job
+
+
+async def judged_once(stack: RunningStack, args: argparse.Namespace) -> None:
+    """The rater's round-1 judgements and one reward model, unless the data folder has them."""
+    preference = PREFERENCES[args.preference]
+    if judgement_count(stack) < args.judgements:
+        say(f"the rater makes {args.judgements} judgements")
+        async with httpx.AsyncClient(base_url=stack.url, timeout=900) as client:
+            rater = SimulatedRater(client, preference, seed=args.seed)
+            await rater.judge(train_prompts(), args.judgements - judgement_count(stack))
+        say(f"the rater read {rater.tally.answers_read} answers")
+    if not any(j["method"] == "reward" for j in get(stack, "/v1/train/jobs")):
+        say("training the reward model")
+        run_job(stack, {"method": "reward", "params": _params(args.reward.split())})
+
+
+async def base_answers(stack: RunningStack, args: argparse.Namespace) -> list:
+    cached = args.data_dir / f"base-answers-x{args.samples}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    answers = await sample_answers(
+        stack.engine_url, base_engine_name(stack), held_out_prompts(), args.samples, seed=1
+    )
+    cached.write_text(json.dumps(answers))
+    return answers
+
+
+async def ablate(stack: RunningStack, args: argparse.Namespace) -> None:
+    preference = PREFERENCES[args.preference]
+    await judged_once(stack, args)
+    base = await base_answers(stack, args)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{preference.name}.json"
+    results = json.loads(out.read_text()) if out.is_file() else []
+    for setting in args.try_:
+        params = _params(setting.split())
+        say(f"training with {params}")
+        started = time.perf_counter()
+        body = {"method": "dpo", "name": "ablation", "params": params,
+                "synthetic_pairs": args.synthetic_pairs}  # fmt: skip
+        job = await asyncio.to_thread(run_job, stack, body)
+        await asyncio.to_thread(first_answer, stack, job["adapter"])
+        seconds = time.perf_counter() - started
+        tuned = await sample_answers(
+            stack.engine_url, job["adapter"], held_out_prompts(), args.samples, seed=1
+        )
+        row = {
+            "setting": setting,
+            "judgements": args.judgements,
+            "samples": args.samples,
+            "dpo_job_to_answering_s": round(seconds, 1),
+            "train_rows": job["config"]["train_rows"],
+            "synthetic_pairs": job["config"]["synthetic_pairs"],
+            "held_out_win_rate": round(win_rate(preference, tuned, base), 4),
+            "tuned": answer_stats(preference, tuned),
+            "base": answer_stats(preference, base),
+            "progress": job_progress(stack, job["id"]),
+        }
+        say(
+            f"{setting}: win rate {row['held_out_win_rate']:.0%}, trait "
+            f"{row['tuned']['trait']:.0%} (base {row['base']['trait']:.0%}), healthy "
+            f"{row['tuned']['healthy']:.0%} (base {row['base']['healthy']:.0%}), {seconds:.0f} s"
+        )
+        results.append(row)
+        out.write_text(json.dumps(results, indent=2))
+    print("| setting | DPO job → answering s | win rate | trait | healthy |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| `{r['setting']}` | {r['dpo_job_to_answering_s']:.0f} | "
+            f"{r['held_out_win_rate']:.0%} | {r['tuned']['trait']:.0%} | "
+            f"{r['tuned']['healthy']:.0%} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preference", choices=list(PREFERENCES), default="brief")
+    parser.add_argument("--data-dir", type=Path, required=True, help="kept between runs")
+    parser.add_argument("--judgements", type=int, default=64)
+    parser.add_argument("--synthetic-pairs", type=int, default=48)
+    parser.add_argument("--samples", type=int, default=4, help="answers per held-out prompt")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--reward", default="epochs=1", help="the reward model's params (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--try", dest="try_", action="append", required=True, metavar="'K=V K=V'",
+        help="a setting: DPO params separated by spaces (repeatable)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    with running_stack(data_dir=args.data_dir) as stack:
+        asyncio.run(ablate(stack, args))
+
+
+if __name__ == "__main__":
+    main()

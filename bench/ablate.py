@@ -96,7 +96,7 @@ async def ablate(stack: RunningStack, args: argparse.Namespace) -> None:
     out = RESULTS / f"{preference.name}.json"
     results = json.loads(out.read_text()) if out.is_file() else []
     for setting in args.try_:
-        params = _params(setting.split())
+        params = _params(setting.split("#")[0].split())  # after a '#': a note on the setting
         say(f"training with {params}")
         started = time.perf_counter()
         body = {"method": "dpo", "name": "ablation", "params": params,
@@ -149,7 +149,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--try", dest="try_", action="append", required=True, metavar="'K=V K=V'",
-        help="a setting: DPO params separated by spaces (repeatable)",
+        help="a setting: DPO params separated by spaces, then '# a note' (repeatable)",
     )  # fmt: skip
     args = parser.parse_args()
     with running_stack(data_dir=args.data_dir) as stack:

@@ -211,9 +211,11 @@ def _register(args, base_name: str, model_path: str, payload: dict) -> dict:
         return asyncio.run(registry.register(payload["name"], Path(payload["path"]), **lineage))
 
 
-def _synthetic_pairs(args, store: Store, model_path: str, base_name: str, start) -> list:
+def _synthetic_pairs(
+    args, store: Store, model_path: str, base_name: str, start, human: list[dict[str, Any]]
+) -> list:
     """Best-of-n pairs from the policy being trained (the start adapter, else the base)."""
-    from train.best_of_n import logged_candidates, synthetic_pairs, train_prompts
+    from train.best_of_n import ANCHOR_PAIRS, logged_candidates, synthetic_pairs, train_prompts
 
     if args.reward_job:
         reward_job = args.reward_job
@@ -237,7 +239,7 @@ def _synthetic_pairs(args, store: Store, model_path: str, base_name: str, start)
         f"best-of-n: {reused} prompts with logged answers of {policy}, {fresh} more answered "
         f"x{args.best_of} now; scored by the reward model of job {reward_job}"
     )
-    return synthetic_pairs(
+    rows, threshold = synthetic_pairs(
         engine_url,
         policy,
         prompts,
@@ -246,7 +248,14 @@ def _synthetic_pairs(args, store: Store, model_path: str, base_name: str, start)
         reward_path,
         n=args.best_of,
         logged=logged,
+        anchors=human,
     )
+    if threshold is not None:
+        say(
+            f"best-of-n: {len(rows)} of {args.synthetic_pairs} pairs span the good/bad threshold "
+            f"({threshold:.2f}, from {min(len(human), ANCHOR_PAIRS)} human pairs)"
+        )
+    return rows
 
 
 def _cancel_on_sigterm() -> None:
@@ -340,7 +349,7 @@ def _prepare(
     synthetic: list[dict[str, Any]] = []
     if args.synthetic_pairs and args.method == "dpo":
         try:
-            synthetic = _synthetic_pairs(args, store, model_path, base_name, start)
+            synthetic = _synthetic_pairs(args, store, model_path, base_name, start, train_rows)
         except (ValueError, OSError, GatewayUnreachable) as exc:
             say(f"best-of-n: {exc}")
             if job_id:

@@ -1,6 +1,6 @@
 """Best-of-n pair selection: best vs worst by reward, unless they are too close to call."""
 
-from train.best_of_n import Candidates, pick_pair
+from train.best_of_n import Candidates, calibrated_threshold, pick_pair
 
 PROMPT = [{"role": "user", "content": "Hi"}]
 
@@ -19,6 +19,20 @@ def test_too_close_or_identical_answers_make_no_pair():
     assert pick_pair(Candidates(PROMPT, ["a", "b"]), [0.2, 0.3], min_margin=0.5) is None
     assert pick_pair(Candidates(PROMPT, ["same", "same "]), [0.0, 3.0]) is None
     assert pick_pair(Candidates(PROMPT, ["a", "b"]), [0.0, 3.0], min_margin=0.5) is not None
+
+
+def test_a_threshold_keeps_only_a_good_answer_against_a_bad_one():
+    both_bad = Candidates(PROMPT, ["bad", "worse"])
+    assert pick_pair(both_bad, [-0.5, -2.0]) is not None  # best vs worst alone pairs them
+    assert pick_pair(both_bad, [-0.5, -2.0], threshold=0.0) is None
+    assert pick_pair(Candidates(PROMPT, ["ok", "good"]), [0.5, 2.0], threshold=0.0) is None
+    row = pick_pair(Candidates(PROMPT, ["bad", "good"]), [-1.0, 0.0], threshold=0.0)
+    assert row is not None and row["chosen"][0]["content"] == "good"
+
+
+def test_the_threshold_lies_midway_between_chosen_and_rejected_scores():
+    assert calibrated_threshold([1.0, 2.0, 3.0], [-1.0, -3.0]) == 0.0
+    assert calibrated_threshold([0.5], [0.5]) == 0.5
 
 
 def _log(store, engine_model: str, question: str, answers: list[str]) -> None:

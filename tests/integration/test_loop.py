@@ -54,6 +54,7 @@ def test_reward_model_then_dpo_with_best_of_n_pairs(stack, trained_adapter):
     log = (stack.data_dir / "runs" / f"job-{dpo['id']}" / "train.log").read_text()
     assert f"scored by the reward model of job {reward['id']}" in log
     assert "synthetic pairs added to" in log
+    assert "span the good/bad threshold" in log  # calibrated on the human pairs
     assert 0 <= dpo["config"]["synthetic_pairs"] <= 3
 
 

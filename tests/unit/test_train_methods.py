@@ -240,3 +240,31 @@ def test_threads_follow_the_cores_other_processes_leave_free(monkeypatch):
         assert spare.update() == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_best_of_n_keeps_only_pairs_across_the_threshold_human_pairs_set(tiny_llama, tmp_path):
+    from train.best_of_n import Candidates, calibrated_threshold, synthetic_pairs
+
+    params = methods.get("reward").params(epochs=2, batch_size=2, learning_rate=1e-2)
+    out = tmp_path / "rm"
+    methods.get("reward").train(str(tiny_llama), PAIRS, [], out, params)
+    good, bad = "A kind, full answer number 7.", "No."
+    logged = [
+        Candidates(user("Question 7?"), [bad, good]),  # one good, one bad: a pair
+        Candidates(user("Question 8?"), ["No.", "No!"]),  # both bad: best vs worst, no pair
+    ]
+    rows, threshold = synthetic_pairs(
+        "http://engine.invalid", "policy", [], 2, str(tiny_llama), out, n=2,
+        min_margin=0.0, logged=logged, anchors=PAIRS,
+    )  # fmt: skip
+    model, tokenizer = load_reward_model(str(tiny_llama), out)
+    chosen = reward_scores(model, tokenizer, [p["prompt"] + p["chosen"] for p in PAIRS])
+    rejected = reward_scores(model, tokenizer, [p["prompt"] + p["rejected"] for p in PAIRS])
+    assert threshold == pytest.approx(calibrated_threshold(chosen, rejected), abs=0.05)
+    assert rows == [{"prompt": user("Question 7?"), "chosen": assistant(good),
+                     "rejected": assistant(bad)}]  # fmt: skip
+    unanchored, none = synthetic_pairs(
+        "http://engine.invalid", "policy", [], 2, str(tiny_llama), out, n=2,
+        min_margin=0.0, logged=logged,
+    )  # fmt: skip
+    assert none is None and len(unanchored) == 2  # without anchors both bad answers pair up

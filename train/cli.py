@@ -94,8 +94,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         metavar="N",
         help="dpo: add up to N pairs made by best-of-n: the policy answers a prompt --best-of "
-        "times, the reward model picks best and worst (needs a finished reward job; "
-        "default: 0)",
+        "times (logged answers first), the reward model picks best and worst, kept only if it "
+        "scores the best above and the worst below the midpoint of people's chosen and "
+        "rejected answers (needs a finished reward job; default: 0)",
     )
     parser.add_argument(
         "--best-of", type=int, default=4, help="answers sampled per prompt (default: 4)"

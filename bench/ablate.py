@@ -41,7 +41,7 @@ from bench.preferences import PREFERENCES
 from bench.prompts import held_out_prompts, train_prompts
 from bench.simulated_rater import SimulatedRater
 from bench.stack import RunningStack, running_stack
-from train.loop import _params
+from train.loop import parse_params
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "ablations"
 
@@ -74,7 +74,7 @@ async def judged_once(stack: RunningStack, args: argparse.Namespace) -> None:
         say(f"the rater read {rater.tally.answers_read} answers")
     if not any(j["method"] == "reward" for j in get(stack, "/v1/train/jobs")):
         say("training the reward model")
-        run_job(stack, {"method": "reward", "params": _params(args.reward.split())})
+        run_job(stack, {"method": "reward", "params": parse_params(args.reward.split())})
 
 
 async def base_answers(stack: RunningStack, args: argparse.Namespace) -> list:
@@ -96,7 +96,7 @@ async def ablate(stack: RunningStack, args: argparse.Namespace) -> None:
     out = RESULTS / f"{preference.name}.json"
     results = json.loads(out.read_text()) if out.is_file() else []
     for setting in args.try_:
-        params = _params(setting.split("#")[0].split())  # after a '#': a note on the setting
+        params = parse_params(setting.split("#")[0].split())  # after a '#': a note on the setting
         say(f"training with {params}")
         started = time.perf_counter()
         body = {"method": "dpo", "name": "ablation", "params": params,

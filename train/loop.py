@@ -71,7 +71,8 @@ def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def _params(pairs: list[str]) -> dict[str, Any]:
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings as typed values: int, then float, then true/false, else the text."""
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -173,7 +174,7 @@ def gate(args, candidate: str, policy: GatePolicy) -> Decision:
 
 def run_loop(args: argparse.Namespace) -> int:
     policy = GatePolicy(**{f.name: getattr(args, f.name) for f in fields(GatePolicy)})
-    params = _params(args.param)
+    params = parse_params(args.param)
     unknown = sorted(set(params) - set(params_for(args.method, params)))
     if unknown:  # refused now, not after a round's worth of judgements
         raise SystemExit(f"flywheel loop: unknown {args.method} parameters: {', '.join(unknown)}")

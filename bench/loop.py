@@ -41,6 +41,7 @@ from bench.preferences import PREFERENCES, Preference
 from bench.prompts import held_out_prompts, train_prompts
 from bench.simulated_rater import SAMPLING, SimulatedRater
 from bench.stack import RunningStack, running_stack
+from train.loop import parse_params, round_params
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "loop"
 PLOT = RESULTS.parent / "loop-win-rate.svg"
@@ -196,6 +197,9 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
         "description": preference.description,
         "control": args.control,
         "settings": {k: v for k, v in vars(args).items() if k not in ("plot", "probe")},
+        "round_params": {  # what the jobs trained with: the loop's defaults, then --param
+            m: round_params(m, parse_params(args.param)) for m in ("reward", "dpo")
+        },
         "base": answer_stats(preference, base),
         "rounds": [],
     }
@@ -333,8 +337,8 @@ def main() -> None:
     parser.add_argument("--preference", choices=list(PREFERENCES), default="exclaims")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--judgements", type=int, default=64, help="rater judgements per round")
-    parser.add_argument("--synthetic-pairs", type=int, default=64, help="best-of-n pairs per round")
-    parser.add_argument("--samples", type=int, default=2, help="answers per held-out prompt")
+    parser.add_argument("--synthetic-pairs", type=int, default=48, help="best-of-n pairs per round")
+    parser.add_argument("--samples", type=int, default=4, help="answers per held-out prompt")
     parser.add_argument("--control", action="store_true", help="shuffled labels (coin-flip picks)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="training hyperparameter for every job (repeatable)")  # fmt: skip

@@ -19,6 +19,16 @@ from train.gate import Decision, GatePolicy, decide
 
 JUDGEMENTS = ("ratings", "comparisons", "edits")
 
+ROUND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "dpo": {"epochs": 1, "sft_weight": 1.0, "learning_rate": 2e-3},
+    "reward": {"epochs": 1},
+}
+"""What a round trains with unless `--param` says otherwise. A round is a few dozen rows and
+its candidate must answer within minutes, so: one pass, at four times DPO's default rate.
+Measured with bench/ablate.py (docs/benchmarks.md): plain DPO at a high rate shortens answers
+into fragments; the likelihood term on the chosen answers (`sft_weight`, RPO) is what lets a
+round learn fast without that."""
+
 
 def say(message: str) -> None:
     print(f"flywheel loop: {message}", file=sys.stderr, flush=True)
@@ -49,7 +59,10 @@ def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a training hyperparameter for each job, e.g. --param max_steps=20 (repeatable)",
+        help="a training hyperparameter for each job, e.g. --param max_steps=20 (repeatable); "
+        "a round's dpo job defaults to "
+        + " ".join(f"{k}={v}" for k, v in ROUND_DEFAULTS["dpo"].items())
+        + ", its reward job to epochs=1 (measured: docs/benchmarks.md)",
     )
     parser.add_argument(
         "--synthetic-pairs",
@@ -97,6 +110,15 @@ def params_for(method: str, params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k in names}
 
 
+def round_params(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A round's job parameters: the loop's defaults for `method`, then the --param values."""
+    return {**ROUND_DEFAULTS.get(method, {}), **params_for(method, params)}
+
+
+def settings_line(method: str, params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in round_params(method, params).items()) or "its defaults"
+
+
 def judgement_count(args) -> int:
     counts = call(args, "GET", "/v1/feedback/counts")
     return sum(counts.get(k, 0) for k in JUDGEMENTS)
@@ -128,11 +150,16 @@ def train_candidate(args, params: dict[str, Any]) -> str | None:
     """
     if args.synthetic_pairs:
         reward_base = "live" if args.base == "live" else "base"
-        reward_params = params_for("reward", params)
+        reward_params = round_params("reward", params)
         reward = run_job(args, {"method": "reward", "base": reward_base, "params": reward_params})
         if reward["status"] != "succeeded":
             return None
-    body = {"method": args.method, "name": args.name, "base": args.base, "params": params}
+    body = {
+        "method": args.method,
+        "name": args.name,
+        "base": args.base,
+        "params": round_params(args.method, params),
+    }
     if args.synthetic_pairs and args.method == "dpo":
         body["synthetic_pairs"] = args.synthetic_pairs
     job = run_job(args, body)
@@ -181,6 +208,9 @@ def run_loop(args: argparse.Namespace) -> int:
     rounds = 0
     seen = judgement_count(args)
     say(f"{seen} judgements so far; a round starts after {args.threshold} new ones")
+    say(f"each round trains {args.method} with {settings_line(args.method, params)}")
+    if args.synthetic_pairs:
+        say(f"and first a reward model with {settings_line('reward', params)}")
     while not args.rounds or rounds < args.rounds:
         while (now := judgement_count(args)) - seen < args.threshold:
             time.sleep(args.poll)

@@ -4,7 +4,7 @@ at once instead of after a round's worth of judgements."""
 import subprocess
 import sys
 
-from train.loop import params_for
+from train.loop import ROUND_DEFAULTS, params_for, round_params
 
 
 def test_a_dpo_only_parameter_is_not_sent_to_the_reward_job():
@@ -21,3 +21,22 @@ def test_an_unknown_parameter_stops_the_loop_before_it_waits():
     )  # fmt: skip
     assert result.returncode != 0
     assert "unknown dpo parameters: sft_wieght" in result.stderr
+
+
+def test_a_round_uses_the_loop_defaults_unless_a_param_overrides_them():
+    assert round_params("dpo", {}) == ROUND_DEFAULTS["dpo"]
+    assert round_params("dpo", {"learning_rate": 5e-4})["learning_rate"] == 5e-4
+    assert round_params("dpo", {"learning_rate": 5e-4})["sft_weight"] == 1.0
+    assert round_params("reward", {"sft_weight": 2.0, "learning_rate": 2e-4}) == {
+        "epochs": 1,
+        "learning_rate": 2e-4,
+    }
+    assert round_params("kto", {}) == {}  # no measured defaults: the method's own
+
+
+def test_the_loop_defaults_are_valid_parameters_of_their_methods():
+    from train.methods import get
+
+    for method, defaults in ROUND_DEFAULTS.items():
+        params = get(method).params(**defaults)
+        assert {k: getattr(params, k) for k in defaults} == defaults

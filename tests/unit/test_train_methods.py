@@ -154,6 +154,25 @@ def test_reward_scores_in_length_sorted_batches_keep_each_conversations_score(ti
     assert len(set(one_by_one)) == len(one_by_one)  # distinct: a mix-up could not pass
 
 
+def test_the_merged_reward_model_scores_as_the_unmerged_one(tiny_llama, tmp_path):
+    import torch
+    from peft import PeftModel
+
+    from train.reward import _load
+
+    params = methods.get("reward").params(epochs=2, batch_size=2, learning_rate=1e-2)
+    out = tmp_path / "rm"
+    methods.get("reward").train(str(tiny_llama), PAIRS, [], out, params)
+    merged, tokenizer = load_reward_model(str(tiny_llama), out, dtype="float32")
+    base = _load(str(tiny_llama), torch.float32, None, tokenizer.pad_token_id)
+    unmerged = PeftModel.from_pretrained(base, str(out)).eval()
+    conversations = [[*p["prompt"], *p["chosen"]] for p in PAIRS]
+    conversations += [[*p["prompt"], *p["rejected"]] for p in PAIRS]
+    expected = reward_scores(unmerged, tokenizer, conversations)
+    assert reward_scores(merged, tokenizer, conversations) == pytest.approx(expected, abs=1e-4)
+    assert not isinstance(merged, PeftModel)
+
+
 def test_side_by_side_samples(trained, tiny_llama):
     out, _, _ = trained("sft")
     prompts = ["Hello?", user("Name a colour.")]

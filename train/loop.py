@@ -61,9 +61,8 @@ def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="a training hyperparameter for each job, e.g. --param max_steps=20 (repeatable); "
-        "a round's dpo job defaults to "
-        + " ".join(f"{k}={v}" for k, v in ROUND_DEFAULTS["dpo"].items())
-        + ", its reward job to epochs=1 (measured: docs/benchmarks.md)",
+        f"a round's dpo job defaults to {settings_line('dpo', {})}, its reward job to "
+        f"{settings_line('reward', {})} (measured: docs/benchmarks.md)",
     )
     parser.add_argument(
         "--synthetic-pairs",

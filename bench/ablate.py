@@ -41,7 +41,7 @@ from bench.preferences import PREFERENCES
 from bench.prompts import held_out_prompts, train_prompts
 from bench.simulated_rater import SimulatedRater
 from bench.stack import RunningStack, running_stack
-from train.loop import parse_params
+from train.loop import parse_params, settings_line
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "ablations"
 
@@ -145,7 +145,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4, help="answers per held-out prompt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--reward", default="epochs=1", help="the reward model's params (default: %(default)s)"
+        "--reward",
+        default=settings_line("reward", {}),
+        help="the reward model's params (default: the loop's, %(default)s)",
     )
     parser.add_argument(
         "--try", dest="try_", action="append", required=True, metavar="'K=V K=V'",

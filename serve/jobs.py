@@ -67,6 +67,7 @@ class JobRunner:
         base: str | None,
         params: dict[str, Any],
         synthetic_pairs: int = 0,
+        samples: int | None = None,
     ) -> int:
         busy = [j for j in self.jobs.values() if self._busy(j)]
         if busy:
@@ -79,6 +80,7 @@ class JobRunner:
             "base": base,
             "name": name,
             "synthetic_pairs": synthetic_pairs,
+            "samples": samples,
             "origin": "http",
         }
         job_id = self.store.create_job(method, config, status="queued")
@@ -95,6 +97,8 @@ class JobRunner:
             command += ["--name", name]
         if synthetic_pairs:
             command += ["--synthetic-pairs", str(synthetic_pairs)]
+        if samples is not None:
+            command += ["--samples", str(samples)]
         if self.registry.engine_url:  # best-of-n samples from the engine itself, no key needed
             command += ["--engine-url", self.registry.engine_url]
         if base:

@@ -234,6 +234,13 @@ class TrainJobRequest(FlywheelModel):
         le=10_000,
         description="dpo: extra best-of-n pairs scored by the newest reward model",
     )
+    samples: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        description="held-out prompts answered by base and tuned model after training, saved "
+        "with the adapter as samples.json (default: 4; 0: none, the adapter answers sooner)",
+    )
 
 
 class TrainJob(BaseModel):

@@ -159,6 +159,7 @@ def train_candidate(args, params: dict[str, Any]) -> str | None:
         "name": args.name,
         "base": args.base,
         "params": round_params(args.method, params),
+        "samples": 0,  # the candidate's answers are judged in the arena; it answers 8 s sooner
     }
     if args.synthetic_pairs and args.method == "dpo":
         body["synthetic_pairs"] = args.synthetic_pairs

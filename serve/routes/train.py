@@ -45,6 +45,7 @@ async def start_job(req: TrainJobRequest, services: ServicesDep) -> dict:
         req.base,
         dict(req.params),
         req.synthetic_pairs,
+        req.samples,
     )
     return _job_or_404(services, job_id)
 

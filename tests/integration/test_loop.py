@@ -42,8 +42,11 @@ def test_reward_model_then_dpo_with_best_of_n_pairs(stack, trained_adapter):
         name="it-bon",
         params={"max_steps": 1, "lora_layers": 8},  # the top 8 blocks: the engine serves it too
         synthetic_pairs=3,
+        samples=0,
     )
     assert dpo["status"] == "succeeded", dpo
+    run_dir = stack.data_dir / "runs" / f"job-{dpo['id']}"
+    assert not (run_dir / "adapter" / "samples.json").exists()  # samples=0: straight to serving
     answer = httpx.post(
         f"{stack.api}/chat/completions",
         json={"model": dpo["adapter"], "messages": [{"role": "user", "content": "Hi"}],
@@ -51,7 +54,7 @@ def test_reward_model_then_dpo_with_best_of_n_pairs(stack, trained_adapter):
         timeout=120,
     )  # fmt: skip
     assert answer.status_code == 200 and answer.json()["model"] == dpo["adapter"], answer.text
-    log = (stack.data_dir / "runs" / f"job-{dpo['id']}" / "train.log").read_text()
+    log = (run_dir / "train.log").read_text()
     assert f"scored by the reward model of job {reward['id']}" in log
     assert "synthetic pairs added to" in log
     assert "span the good/bad threshold" in log  # calibrated on the human pairs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -53,6 +54,8 @@ def test_a_job_trains_registers_and_serves_its_adapter(stack, liked_answers):
     assert [row["step"] for row in done["metrics"] if "loss" in row] == [1, 2]
     assert done["config"]["dataset_hash"] and done["config"]["train_rows"] >= 1
     assert done["log_tail"]  # the child's console, for the UI
+    samples = stack.data_dir / "runs" / f"job-{done['id']}" / "adapter" / "samples.json"
+    assert json.loads(samples.read_text())  # base and tuned side by side, by default
     models = {m["id"] for m in httpx.get(f"{stack.api}/models").json()["data"]}
     assert {"it-sft", "it-sft@1"} <= models
     body = {"model": "it-sft", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}

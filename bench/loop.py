@@ -337,7 +337,7 @@ def main() -> None:
     parser.add_argument("--preference", choices=list(PREFERENCES), default="exclaims")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--judgements", type=int, default=64, help="rater judgements per round")
-    parser.add_argument("--synthetic-pairs", type=int, default=48, help="best-of-n pairs per round")
+    parser.add_argument("--synthetic-pairs", type=int, default=0, help="best-of-n pairs per round")
     parser.add_argument("--samples", type=int, default=4, help="answers per held-out prompt")
     parser.add_argument("--control", action="store_true", help="shuffled labels (coin-flip picks)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",

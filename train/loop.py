@@ -20,15 +20,16 @@ from train.gate import Decision, GatePolicy, decide
 JUDGEMENTS = ("ratings", "comparisons", "edits")
 
 ROUND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "dpo": {"epochs": 1, "sft_weight": 1.0},
+    "dpo": {"epochs": 2, "sft_weight": 1.0},
     "reward": {"epochs": 1},
 }
-"""What a round trains with unless `--param` says otherwise. A round is a few dozen rows and
-its candidate must answer within minutes, so: one pass. Measured with bench/ablate.py and
-bench/loop.py (docs/benchmarks.md): plain DPO on so few pairs shortens answers into fragments,
-and the likelihood term on the chosen answers (`sft_weight`, RPO) stops that. Four times the
-rate won more in a one-round ablation but, over the loop's rounds, made answers ramble and
-loop ("1\n1\n2 …"): the healthy share fell from the base's 34 % to 10-18 %."""
+"""What a round trains with unless `--param` says otherwise. Measured with bench/ablate.py and
+bench/loop.py (docs/benchmarks.md) for a round of 64 judgements, whose candidate must answer
+within 5 minutes on a 2-core CPU: plain DPO on so few pairs shortens answers into fragments,
+and the likelihood term on the chosen answers (`sft_weight`, RPO) stops that. Two passes over
+people's pairs learn more than one pass over them plus best-of-n pairs, in the same time (a
+reward model trained on ~50 pairs barely tells a good answer from a bad one). Four times the
+learning rate won more in one round but, over the rounds, made answers ramble and loop."""
 
 
 def say(message: str) -> None:

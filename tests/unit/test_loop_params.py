@@ -26,7 +26,7 @@ def test_an_unknown_parameter_stops_the_loop_before_it_waits():
 def test_a_round_uses_the_loop_defaults_unless_a_param_overrides_them():
     assert round_params("dpo", {}) == ROUND_DEFAULTS["dpo"]
     assert round_params("dpo", {"learning_rate": 5e-4})["learning_rate"] == 5e-4
-    assert round_params("dpo", {"learning_rate": 5e-4})["sft_weight"] == 1.0
+    assert round_params("dpo", {"epochs": 1})["sft_weight"] == 1.0
     assert round_params("reward", {"sft_weight": 2.0, "learning_rate": 2e-4}) == {
         "epochs": 1,
         "learning_rate": 2e-4,

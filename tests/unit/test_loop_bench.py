@@ -67,3 +67,12 @@ def test_prompts_are_many_distinct_and_held_out_by_subject():
 
     assert subjects(train) and subjects(held_out)
     assert not subjects(train) & subjects(held_out)
+
+
+def test_reward_model_auc_is_the_chance_that_the_trait_outscores_its_absence():
+    from bench.reward_quality import auc
+
+    assert auc([3.0, 4.0], [1.0, 2.0]) == 1.0  # every answer with the trait ranks above
+    assert auc([1.0, 2.0], [3.0, 4.0]) == 0.0
+    assert auc([1.0, 3.0], [2.0]) == 0.5
+    assert auc([2.0], [2.0]) == 0.5  # a tie counts half

@@ -69,32 +69,18 @@ def pair_quality(
     sql = "select engine_model from exchanges group by 1 order by count(*) desc limit 1"
     [policy] = [r["engine_model"] for r in store.query(sql)]  # the base: the rater's chats
     candidates = best_of_n.logged_candidates(store, policy, DEFAULT_EVAL_FRACTION, 4)[:count]
-    anchors = anchors[: best_of_n.ANCHOR_PAIRS]
-    conversations = [
-        [*c.prompt, {"role": "assistant", "content": a}] for c in candidates for a in c.answers
-    ]
-    conversations += [[*r["prompt"], *r["chosen"]] for r in anchors]
-    conversations += [[*r["prompt"], *r["rejected"]] for r in anchors]
-    scores = reward_scores(model, tokenizer, conversations)
-    anchor_scores = scores[len(scores) - 2 * len(anchors) :]
-    threshold = best_of_n.calibrated_threshold(
-        anchor_scores[: len(anchors)], anchor_scores[len(anchors) :]
-    )
-    tally = {"pairs": 0, "correct": 0, "reversed": 0, "uninformative": 0, "possible": 0}
-    at = 0
-    for c in candidates:
-        traits = [preference.has_trait(a) for a in c.answers]
-        tally["possible"] += any(traits) and not all(traits)
-        row = best_of_n.pick_pair(c, scores[at : at + len(c.answers)], threshold=threshold)
-        at += len(c.answers)
-        if row is None:
-            continue
+    rows, _ = best_of_n.scored_pairs(model, tokenizer, candidates, anchors, best_of_n.MIN_MARGIN)
+    tally = {"pairs": len(rows), "correct": 0, "reversed": 0, "uninformative": 0}
+    for row in rows:
         chosen = preference.has_trait(row["chosen"][0]["content"])
         rejected = preference.has_trait(row["rejected"][0]["content"])
-        tally["pairs"] += 1
-        tally[
+        kind = (
             "correct" if chosen > rejected else "reversed" if rejected > chosen else "uninformative"
-        ] += 1
+        )
+        tally[kind] += 1
+    tally["possible"] = sum(  # prompts whose answers differ in the trait: a correct pair exists
+        len({preference.has_trait(a) for a in c.answers}) == 2 for c in candidates
+    )
     return tally
 
 

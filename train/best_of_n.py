@@ -109,7 +109,6 @@ def synthetic_pairs(
     adapter version. With human DPO rows as `anchors`, only pairs across the threshold they
     calibrate are kept. Returns the rows and the threshold (None without anchors).
     """
-    from train.evaluation import reward_scores
     from train.reward import load_reward_model
 
     candidates = list(logged or [])[:count]
@@ -124,7 +123,17 @@ def synthetic_pairs(
     if not candidates:
         return [], None
     model, tokenizer = load_reward_model(model_path, reward_path)
-    anchors = (anchors or [])[:ANCHOR_PAIRS]
+    return scored_pairs(model, tokenizer, candidates, anchors or [], min_margin)
+
+
+def scored_pairs(
+    model, tokenizer, candidates: list[Candidates], anchors: list[dict[str, Any]], min_margin: float
+) -> tuple[list[dict[str, Any]], float | None]:
+    """The reward model scores every candidate answer (and the anchors' answers, to place the
+    threshold); each prompt's best and worst become a row if `pick_pair` keeps them."""
+    from train.evaluation import reward_scores
+
+    anchors = anchors[:ANCHOR_PAIRS]
     conversations = [
         [*c.prompt, {"role": "assistant", "content": a}] for c in candidates for a in c.answers
     ]

@@ -12,6 +12,7 @@ seconds from start to the adapter answering.
         --try "epochs=1" --try "epochs=1 lr_schedule=constant"
 
 The data folder is kept: a second run on it skips the judging and the reward model.
+"healthy at 512 tokens" is the collapse check (bench.loop.LONG_ANSWER_TOKENS).
 Results go to docs/ablations/<preference>.json (appended per setting).
 """
 
@@ -34,6 +35,8 @@ from bench.loop import (
     get,
     job_progress,
     judgement_count,
+    long_answer_health,
+    long_health,
     sample_answers,
     win_rate,
 )
@@ -88,10 +91,23 @@ async def base_answers(stack: RunningStack, args: argparse.Namespace) -> list:
     return answers
 
 
+async def base_long_health(stack: RunningStack, args: argparse.Namespace) -> float:
+    cached = args.data_dir / "base-healthy-long.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    share = await long_answer_health(stack.engine_url, base_engine_name(stack), held_out_prompts())
+    cached.write_text(json.dumps(share))
+    return share
+
+
 async def ablate(stack: RunningStack, args: argparse.Namespace) -> None:
     preference = PREFERENCES[args.preference]
     await judged_once(stack, args)
     base = await base_answers(stack, args)
+    base_stats = {
+        **answer_stats(preference, base),
+        "healthy_long": await base_long_health(stack, args),
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{preference.name}.json"
     results = json.loads(out.read_text()) if out.is_file() else []
@@ -107,6 +123,9 @@ async def ablate(stack: RunningStack, args: argparse.Namespace) -> None:
         tuned = await sample_answers(
             stack.engine_url, job["adapter"], held_out_prompts(), args.samples, seed=1
         )
+        healthy_long = await long_answer_health(
+            stack.engine_url, job["adapter"], held_out_prompts()
+        )
         row = {
             "setting": setting,
             "judgements": args.judgements,
@@ -115,24 +134,25 @@ async def ablate(stack: RunningStack, args: argparse.Namespace) -> None:
             "train_rows": job["config"]["train_rows"],
             "synthetic_pairs": job["config"]["synthetic_pairs"],
             "held_out_win_rate": round(win_rate(preference, tuned, base), 4),
-            "tuned": answer_stats(preference, tuned),
-            "base": answer_stats(preference, base),
+            "tuned": {**answer_stats(preference, tuned), "healthy_long": healthy_long},
+            "base": base_stats,
             "progress": job_progress(stack, job["id"]),
         }
         say(
             f"{setting}: win rate {row['held_out_win_rate']:.0%}, trait "
             f"{row['tuned']['trait']:.0%} (base {row['base']['trait']:.0%}), healthy "
-            f"{row['tuned']['healthy']:.0%} (base {row['base']['healthy']:.0%}), {seconds:.0f} s"
+            f"{row['tuned']['healthy']:.0%} (base {row['base']['healthy']:.0%}), at 512 tokens "
+            f"{healthy_long:.0%} (base {base_stats['healthy_long']:.0%}), {seconds:.0f} s"
         )
         results.append(row)
         out.write_text(json.dumps(results, indent=2))
-    print("| setting | DPO job → answering s | win rate | trait | healthy |")
-    print("|---|---|---|---|---|")
+    print("| setting | DPO job → answering s | win rate | trait | healthy | at 512 tokens |")
+    print("|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| `{r['setting']}` | {r['dpo_job_to_answering_s']:.0f} | "
             f"{r['held_out_win_rate']:.0%} | {r['tuned']['trait']:.0%} | "
-            f"{r['tuned']['healthy']:.0%} |"
+            f"{r['tuned']['healthy']:.0%} | {long_health(r['tuned'], r['base'])} |"
         )
 
 

@@ -55,15 +55,28 @@ def say(message: str) -> None:
 # -- held-out measurement (engine direct: never logged, never trained on) ---------------------
 
 
+LONG_ANSWER_TOKENS = 512
+"""Where the collapse check lets answers run. At the rater's 128-token limit most answers of
+any model are cut, so the share that ends cleanly there mostly measures length; at 512 tokens
+an answer that does not end is one that rambles or loops (the base model stops by itself in
+two thirds of its answers, its tuned adapters in four fifths: measured 2026-12-02)."""
+
+
 async def sample_answers(
-    engine_url: str, model: str, prompts: list[str], n: int, seed: int
+    engine_url: str,
+    model: str,
+    prompts: list[str],
+    n: int,
+    seed: int,
+    max_tokens: int = SAMPLING["max_tokens"],
 ) -> list[list[dict[str, Any]]]:
     """`n` sampled answers `{text, finish_reason}` per prompt, from the engine itself."""
     limit = asyncio.Semaphore(16)
+    sampling = {**SAMPLING, "max_tokens": max_tokens}
 
     async def one(client: httpx.AsyncClient, i: int, prompt: str) -> list[dict[str, Any]]:
         body = {"model": model, "messages": [{"role": "user", "content": prompt}], "n": n,
-                "seed": seed + i, **SAMPLING}  # fmt: skip
+                "seed": seed + i, **sampling}  # fmt: skip
         async with limit:
             resp = await client.post(f"{engine_url}/v1/chat/completions", json=body)
         if resp.status_code != 200:
@@ -77,12 +90,23 @@ async def sample_answers(
         return list(await asyncio.gather(*(one(client, i, p) for i, p in enumerate(prompts))))
 
 
+def healthy_share(answers: list[list[dict[str, Any]]]) -> float:
+    flat = [a for per_prompt in answers for a in per_prompt]
+    return sum(is_healthy(a["text"], a["finish_reason"]) for a in flat) / len(flat)
+
+
 def answer_stats(preference: Preference, answers: list[list[dict[str, Any]]]) -> dict[str, float]:
     flat = [a for per_prompt in answers for a in per_prompt]
     return {
         "trait": sum(preference.has_trait(a["text"]) for a in flat) / len(flat),
-        "healthy": sum(is_healthy(a["text"], a["finish_reason"]) for a in flat) / len(flat),
+        "healthy": healthy_share(answers),
     }
+
+
+async def long_answer_health(engine_url: str, model: str, prompts: list[str]) -> float:
+    """The collapse check: healthy share of 2 answers per prompt let run to 512 tokens."""
+    answers = await sample_answers(engine_url, model, prompts, 2, 5, LONG_ANSWER_TOKENS)
+    return healthy_share(answers)
 
 
 def win_rate(
@@ -200,7 +224,10 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
         "round_params": {  # what the jobs trained with: the loop's defaults, then --param
             m: round_params(m, parse_params(args.param)) for m in ("reward", "dpo")
         },
-        "base": answer_stats(preference, base),
+        "base": {
+            **answer_stats(preference, base),
+            "healthy_long": await long_answer_health(stack.engine_url, base_name, held_out),
+        },
         "rounds": [],
     }
     say(f"base shows the trait in {result['base']['trait']:.0%} of answers")
@@ -235,6 +262,7 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
                 tuned = await sample_answers(stack.engine_url, candidate, held_out, args.samples, 1)
                 rate = win_rate(preference, tuned, base)
                 say(f"round {number}: held-out win rate against base {rate:.0%}")
+                healthy_long = await long_answer_health(stack.engine_url, candidate, held_out)
                 voting = time.perf_counter()
 
                 async def decided(candidate: str = candidate) -> bool:
@@ -266,7 +294,7 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
                         "first_answer_s": round(answer_s, 2),
                         "last_judgement_to_answer_s": round(turnaround, 1),
                         "held_out_win_rate": round(rate, 4),
-                        "tuned": answer_stats(preference, tuned),
+                        "tuned": {**answer_stats(preference, tuned), "healthy_long": healthy_long},
                         "arena_votes": rater.tally.votes - before["votes"],
                         "arena_s": round(time.perf_counter() - voting, 1),
                         "gate": {"action": decision["action"], "reason": decision["reason"]},
@@ -297,6 +325,13 @@ async def probe(stack: RunningStack, samples: int) -> None:
         print(f"{preference.name:10s} base: trait {trait:.0%}, healthy {healthy:.0%}")
 
 
+def long_health(tuned: dict[str, float], base: dict[str, float]) -> str:
+    """ "tuned / base" of the 512-token collapse check; runs from before it was measured: —."""
+    if "healthy_long" not in tuned or "healthy_long" not in base:
+        return "—"
+    return f"{tuned['healthy_long']:.0%} / {base['healthy_long']:.0%}"
+
+
 def report() -> None:
     """Redraw the plot and print the table from every result file in docs/loop/."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
@@ -308,8 +343,8 @@ def report() -> None:
     PLOT.write_text(win_rate_svg(series, "flywheel loop: held-out win rate against base"))
     print("| preference | round | judgements made (used) | synthetic pairs | training s | "
           "last judgement → answering s | win rate vs base | trait tuned / base | "
-          "healthy tuned / base | arena votes | gate |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "healthy tuned / base | healthy at 512 tokens | arena votes | gate |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         name = r["preference"] + (" (shuffled)" if r["control"] else "")
         for x in r["rounds"]:
@@ -319,6 +354,7 @@ def report() -> None:
                 f"{x['last_judgement_to_answer_s']:.0f} | {x['held_out_win_rate']:.0%} | "
                 f"{x['tuned']['trait']:.0%} / {r['base']['trait']:.0%} | "
                 f"{x['tuned']['healthy']:.0%} / {r['base']['healthy']:.0%} | "
+                f"{long_health(x['tuned'], r['base'])} | "
                 f"{x['arena_votes']} | {x['gate']['action']} |"
             )
     print(f"\nplot: {PLOT}")

@@ -6,7 +6,7 @@ A wrong check here would make bench/loop.py report a model as better or healthie
 from __future__ import annotations
 
 from bench.answer_health import ends_cleanly, is_healthy, is_repetitive
-from bench.loop import win_rate
+from bench.loop import healthy_share, long_health, win_rate
 from bench.preferences import PREFERENCES
 from bench.prompts import SUBJECTS, held_out_prompts, train_prompts
 
@@ -55,6 +55,17 @@ def test_health_catches_empty_looping_and_cut_off_answers():
     assert ends_cleanly("It stops mid", "stop")  # the model chose to stop
     assert not ends_cleanly("It was cut off mid", "length")
     assert ends_cleanly("It was cut off after a sentence.", "length")
+
+
+def test_healthy_share_counts_answers_over_all_prompts_and_old_runs_show_no_long_check():
+    answers = [
+        [{"text": "A fine answer.", "finish_reason": "stop"}],
+        [{"text": "cut off in the mid", "finish_reason": "length"},
+         {"text": "", "finish_reason": "stop"}, {"text": "Done.", "finish_reason": "length"}],
+    ]  # fmt: skip
+    assert healthy_share(answers) == 0.5
+    assert long_health({"healthy_long": 0.75}, {"healthy_long": 0.5}) == "75% / 50%"
+    assert long_health({"healthy": 0.3}, {"healthy": 0.3, "healthy_long": 0.5}) == "—"
 
 
 def test_prompts_are_many_distinct_and_held_out_by_subject():

@@ -208,6 +208,7 @@ def run_loop(args: argparse.Namespace) -> int:
     if unknown:  # refused now, not after a round's worth of judgements
         raise SystemExit(f"flywheel loop: unknown {args.method} parameters: {', '.join(unknown)}")
     rounds = 0
+    judged: set[str] = set()  # candidates the gate has decided on
     seen = judgement_count(args)
     say(f"{seen} judgements so far; a round starts after {args.threshold} new ones")
     say(f"each round trains {args.method} with {settings_line(args.method, params)}")
@@ -223,7 +224,11 @@ def run_loop(args: argparse.Namespace) -> int:
             candidate = train_candidate(args, params)
             if candidate is None:
                 continue
+            if candidate in judged:  # the registry keeps identical weights as one version
+                say(f"round {rounds}: the weights equal {candidate}'s, already judged: no gate")
+                continue
             decision = gate(args, candidate, policy)
+            judged.add(candidate)
         except GatewayRefused as exc:
             say(f"round {rounds} stopped: {exc}")
             continue

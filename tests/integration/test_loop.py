@@ -3,6 +3,7 @@ whose candidates people (here: the test) vote on in the arena, and the gate's de
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -61,13 +62,17 @@ def test_reward_model_then_dpo_with_best_of_n_pairs(stack, trained_adapter):
     assert 0 <= dpo["config"]["synthetic_pairs"] <= 3
 
 
+BATTLE_NUMBERS = itertools.count(1)
+
+
 def vote_for(stack, candidate: str, opponent: str, candidate_wins: bool) -> None:
     """One battle, voted as a rater who prefers (or rejects) the candidate's answers.
 
     The test plays a rater who recognises the candidate: it reads the hidden sides from the
     database, which no client of the API can do.
     """
-    body = {"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 8,
+    prompt = f"Hello! Tell me about the number {next(BATTLE_NUMBERS)}."  # new pairs, not repeats
+    body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": 8,
             "models": [candidate, opponent]}  # fmt: skip
     resp = httpx.post(f"{stack.api}/arena/battles", json=body, timeout=300)
     if resp.status_code in (404, 409):  # the gate has just decided: retired, or live itself
@@ -90,6 +95,7 @@ def test_loop_promotes_a_preferred_candidate_and_retires_a_rejected_one(stack, t
     command = [
         sys.executable, "-m", "serve.cli", "loop", "--gateway", stack.url, "--rounds", "2",
         "--threshold", "0", "--poll", "1", "--name", "it-loop", "--param", "max_steps=1",
+        "--param", "batch_size=64",  # one step sees every row: round 1's votes change round 2
         "--min-battles", "3", "--decide-after", "3", "--win-rate", "0.6", "--max-battles", "6",
     ]  # fmt: skip
     loop = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from bench.loop import (
+    LONG_ANSWER_TOKENS,
     answer_stats,
     base_engine_name,
     first_answer,
@@ -141,12 +142,16 @@ async def ablate(stack: RunningStack, args: argparse.Namespace) -> None:
         say(
             f"{setting}: win rate {row['held_out_win_rate']:.0%}, trait "
             f"{row['tuned']['trait']:.0%} (base {row['base']['trait']:.0%}), healthy "
-            f"{row['tuned']['healthy']:.0%} (base {row['base']['healthy']:.0%}), at 512 tokens "
+            f"{row['tuned']['healthy']:.0%} (base {row['base']['healthy']:.0%}), "
+            f"at {LONG_ANSWER_TOKENS} tokens "
             f"{healthy_long:.0%} (base {base_stats['healthy_long']:.0%}), {seconds:.0f} s"
         )
         results.append(row)
         out.write_text(json.dumps(results, indent=2))
-    print("| setting | DPO job → answering s | win rate | trait | healthy | at 512 tokens |")
+    print(
+        "| setting | DPO job → answering s | win rate | trait | healthy | "
+        f"at {LONG_ANSWER_TOKENS} tokens |"
+    )
     print("|---|---|---|---|---|---|")
     for r in results:
         print(

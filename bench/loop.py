@@ -343,7 +343,8 @@ def report() -> None:
     PLOT.write_text(win_rate_svg(series, "flywheel loop: held-out win rate against base"))
     print("| preference | round | judgements made (used) | synthetic pairs | training s | "
           "last judgement → answering s | win rate vs base | trait tuned / base | "
-          "healthy tuned / base | healthy at 512 tokens | arena votes | gate |")  # fmt: skip
+          f"healthy tuned / base | healthy at {LONG_ANSWER_TOKENS} tokens | "
+          "arena votes | gate |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         name = r["preference"] + (" (shuffled)" if r["control"] else "")

@@ -15,8 +15,11 @@ are logged, and the loop's best-of-n would then train on the held-out prompts.
     python -m bench.loop --preference exclaims --rounds 1 --control   # shuffled labels
     python -m bench.loop --probe                   # base rate of every preference
 
-Results go to docs/loop/<preference>[-control].json; `--plot` redraws docs/loop-win-rate.svg
-and prints the markdown table for docs/benchmarks.md from every result file.
+Results go to docs/loop/<preference>[-control][-seed<N>].json: a rater `--seed` other than 0 is a
+repeat, kept beside the others, because which pairs the rater happens to make moves a round's win
+rate more than most settings do. `--plot` redraws docs/loop-win-rate.svg and prints the markdown
+tables for docs/benchmarks.md from every result file: each run's rounds, then min and median over
+the repeats of each preference.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -332,14 +336,52 @@ def long_health(tuned: dict[str, float], base: dict[str, float]) -> str:
     return f"{tuned['healthy_long']:.0%} / {base['healthy_long']:.0%}"
 
 
+def result_path(preference: str, control: bool, seed: int) -> Path:
+    suffix = ("-control" if control else "") + (f"-seed{seed}" if seed else "")
+    return RESULTS / f"{preference}{suffix}.json"
+
+
+def run_name(result: dict[str, Any]) -> str:
+    seed = result["settings"].get("seed", 0)
+    shuffled = " (shuffled)" if result["control"] else ""
+    return result["preference"] + shuffled + (f" seed {seed}" if seed else "")
+
+
+def repeat_summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per preference and round, over its runs with honest labels: win rate min and median,
+    the slowest turnaround, and the lowest 512-token health beside the base (where measured)."""
+    groups: dict[tuple[str, int], list[tuple[dict, dict]]] = {}
+    for r in results:
+        if not r["control"]:
+            for x in r["rounds"]:
+                groups.setdefault((r["preference"], x["round"]), []).append((r, x))
+    rows = []
+    for (preference, number), runs in sorted(groups.items()):
+        rates = [x["held_out_win_rate"] for _, x in runs]
+        long = [
+            x["tuned"]["healthy_long"] - r["base"]["healthy_long"]
+            for r, x in runs
+            if "healthy_long" in x["tuned"] and "healthy_long" in r["base"]
+        ]
+        rows.append(
+            {
+                "preference": preference,
+                "round": number,
+                "runs": len(runs),
+                "win_rate_min": min(rates),
+                "win_rate_median": statistics.median(rates),
+                "slowest_turnaround_s": max(x["last_judgement_to_answer_s"] for _, x in runs),
+                "worst_long_health_vs_base": min(long) if long else None,
+                "long_health_runs": len(long),
+            }
+        )
+    return rows
+
+
 def report() -> None:
-    """Redraw the plot and print the table from every result file in docs/loop/."""
+    """Redraw the plot and print the tables from every result file in docs/loop/."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
-    series = {
-        r["preference"] + (" (shuffled labels)" if r["control"] else ""): [0.5]
-        + [x["held_out_win_rate"] for x in r["rounds"]]
-        for r in results
-    }
+    series = {run_name(r): [0.5] + [x["held_out_win_rate"] for x in r["rounds"]] for r in results}
     PLOT.write_text(win_rate_svg(series, "flywheel loop: held-out win rate against base"))
     print("| preference | round | judgements made (used) | synthetic pairs | training s | "
           "last judgement → answering s | win rate vs base | trait tuned / base | "
@@ -347,7 +389,7 @@ def report() -> None:
           "arena votes | gate |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        name = r["preference"] + (" (shuffled)" if r["control"] else "")
+        name = run_name(r)
         for x in r["rounds"]:
             print(
                 f"| {name} | {x['round']} | {x['judgements_made']} ({x['human_pairs_used']}) | "
@@ -358,6 +400,20 @@ def report() -> None:
                 f"{long_health(x['tuned'], r['base'])} | "
                 f"{x['arena_votes']} | {x['gate']['action']} |"
             )
+    print(
+        "\n| preference | round | runs | win rate min / median | slowest last judgement → "
+        f"answering s | healthy at {LONG_ANSWER_TOKENS} tokens, worst run, tuned − base |"
+    )
+    print("|---|---|---|---|---|---|")  # fmt: skip
+    for row in repeat_summary(results):
+        worst = row["worst_long_health_vs_base"]
+        runs = row["long_health_runs"]
+        worst_text = "—" if worst is None else f"{worst * 100:+.0f} points ({runs} runs)"
+        print(
+            f"| {row['preference']} | {row['round']} | {row['runs']} | "
+            f"{row['win_rate_min']:.0%} / {row['win_rate_median']:.0%} | "
+            f"{row['slowest_turnaround_s']:.0f} | {worst_text} |"
+        )
     print(f"\nplot: {PLOT}")
 
 
@@ -383,7 +439,8 @@ def main() -> None:
     parser.add_argument("--decide-after", type=int, default=24)
     parser.add_argument("--gate-win-rate", type=float, default=0.6)
     parser.add_argument("--max-battles", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="rater seed; not 0: a repeat, in its own result file")  # fmt: skip
     parser.add_argument("--probe", action="store_true", help="print base rates and stop")
     parser.add_argument("--plot", action="store_true", help="only redraw the plot and table")
     parser.add_argument("--gateway", help="use this running stack (fresh data!) instead of one")
@@ -396,7 +453,7 @@ def main() -> None:
             asyncio.run(probe(stack, args.samples))
             return
         RESULTS.mkdir(parents=True, exist_ok=True)
-        out = RESULTS / f"{args.preference}{'-control' if args.control else ''}.json"
+        out = result_path(args.preference, args.control, args.seed)
         result = asyncio.run(run_rounds(stack, args, out))
     out.write_text(json.dumps(result, indent=2))
     say(f"wrote {out}")

@@ -87,3 +87,35 @@ def test_reward_model_auc_is_the_chance_that_the_trait_outscores_its_absence():
     assert auc([1.0, 2.0], [3.0, 4.0]) == 0.0
     assert auc([1.0, 3.0], [2.0]) == 0.5
     assert auc([2.0], [2.0]) == 0.5  # a tie counts half
+
+
+def _run(preference: str, rates: list[float], seed: int = 0, control: bool = False, long=None):
+    rounds = [
+        {"round": n, "held_out_win_rate": rate, "last_judgement_to_answer_s": 100.0 * n,
+         "tuned": {} if long is None else {"healthy_long": long[n - 1]}}
+        for n, rate in enumerate(rates, 1)
+    ]  # fmt: skip
+    base = {} if long is None else {"healthy_long": 0.5}
+    return {"preference": preference, "control": control, "settings": {"seed": seed},
+            "base": base, "rounds": rounds}  # fmt: skip
+
+
+def test_repeats_keep_their_own_files_and_sum_up_as_min_and_median_per_round():
+    from bench.loop import repeat_summary, result_path, run_name
+
+    assert result_path("list", False, 0).name == "list.json"
+    assert result_path("list", True, 0).name == "list-control.json"
+    assert result_path("list", False, 2).name == "list-seed2.json"
+    assert run_name(_run("list", [0.7], seed=2)) == "list seed 2"
+    runs = [
+        _run("list", [0.70, 0.90]),  # an old run, before the 512-token check
+        _run("list", [0.80, 0.95], seed=1, long=[0.6, 0.45]),
+        _run("list", [0.86, 0.91], seed=2, long=[0.55, 0.52]),
+        _run("list", [0.10], control=True, long=[0.1]),  # a control is no repeat
+    ]
+    first, second = repeat_summary(runs)
+    assert (first["round"], first["runs"], first["win_rate_min"]) == (1, 3, 0.70)
+    assert first["win_rate_median"] == 0.80
+    assert second["win_rate_median"] == 0.91 and second["slowest_turnaround_s"] == 200.0
+    assert round(second["worst_long_health_vs_base"], 2) == -0.05
+    assert second["long_health_runs"] == 2

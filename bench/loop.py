@@ -408,7 +408,7 @@ def report() -> None:
     for row in repeat_summary(results):
         worst = row["worst_long_health_vs_base"]
         runs = row["long_health_runs"]
-        worst_text = "—" if worst is None else f"{worst * 100:+.0f} points ({runs} runs)"
+        worst_text = "—" if worst is None else f"{worst * 100:+.0f} points ({runs} of the runs)"
         print(
             f"| {row['preference']} | {row['round']} | {row['runs']} | "
             f"{row['win_rate_min']:.0%} / {row['win_rate_median']:.0%} | "

@@ -251,7 +251,6 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
                     await rater.judge(train, needed)
                 judged_s = time.perf_counter() - judging
                 last_judgement = rater.tally.last_judgement_at
-                round_start_count = judgement_count(stack)
                 while not training_started(stack, last_job):
                     await asyncio.sleep(0.5)
                 trained_at = time.perf_counter()
@@ -269,10 +268,19 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
                 healthy_long = await long_answer_health(stack.engine_url, candidate, held_out)
                 voting = time.perf_counter()
 
-                async def decided(candidate: str = candidate) -> bool:
-                    return await asyncio.to_thread(decision_for, stack, candidate) is not None
+                decided_at_count: list[int] = []
+
+                async def decided(
+                    candidate: str = candidate, counts: list[int] = decided_at_count
+                ) -> bool:
+                    if await asyncio.to_thread(decision_for, stack, candidate) is None:
+                        return False
+                    counts.append(judgement_count(stack))
+                    return True
 
                 await rater.vote_until(train, decided)
+                # As the loop counts: votes still in flight when the gate decided start round 2.
+                round_start_count = decided_at_count[0]
                 decision = decision_for(stack, candidate)
                 config = job["config"]
                 result["rounds"].append(

@@ -54,7 +54,11 @@ def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: %(default)s)",
     )
     parser.add_argument(
-        "--threshold", type=int, default=16, help="new judgements that start a round (default: 16)"
+        "--threshold",
+        type=int,
+        default=16,
+        help="new judgements that start a round; the gate's own arena votes are not counted "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--param",
@@ -229,6 +233,9 @@ def run_loop(args: argparse.Namespace) -> int:
                 continue
             decision = gate(args, candidate, policy)
             judged.add(candidate)
+            # The gate's own arena votes are its verdict on this round: they train the next
+            # round but do not start it, or every gate would set off a round of its own.
+            seen = judgement_count(args)
         except GatewayRefused as exc:
             say(f"round {rounds} stopped: {exc}")
             continue

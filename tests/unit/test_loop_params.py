@@ -40,3 +40,36 @@ def test_the_loop_defaults_are_valid_parameters_of_their_methods():
     for method, defaults in ROUND_DEFAULTS.items():
         params = get(method).params(**defaults)
         assert {k: getattr(params, k) for k in defaults} == defaults
+
+
+def test_the_gates_own_votes_do_not_start_the_next_round(monkeypatch):
+    """Round 2 waits for `--threshold` judgements made after round 1's gate decided, however
+    many arena votes the gate needed."""
+    import argparse
+
+    from train import loop
+    from train.gate import Decision
+
+    world = {"judgements": 0, "started_at": []}
+
+    def people_judge(_seconds):  # each poll, one more judgement from a person
+        world["judgements"] += 1
+
+    def train(_args, _params):
+        world["started_at"].append(world["judgements"])
+        return f"loop@{len(world['started_at'])}"
+
+    def gate(_args, _candidate, _policy):
+        world["judgements"] += 40  # the arena battles the gate watched
+        return Decision("promote", "won", {})
+
+    monkeypatch.setattr(loop, "judgement_count", lambda _args: world["judgements"])
+    monkeypatch.setattr(loop, "train_candidate", train)
+    monkeypatch.setattr(loop, "gate", gate)
+    monkeypatch.setattr(loop.time, "sleep", people_judge)
+    gate_fields = {f.name: f.default for f in loop.fields(loop.GatePolicy)}
+    args = argparse.Namespace(
+        method="dpo", param=[], synthetic_pairs=0, threshold=4, rounds=2, poll=1, **gate_fields
+    )
+    assert loop.run_loop(args) == 0
+    assert world["started_at"] == [4, 48]  # 4 judgements, 40 gate votes, then 4 more

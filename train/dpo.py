@@ -10,8 +10,8 @@ fixed to the initial model; TRL #1824). Its log-probs are computed once up front
 Speed on a CPU (bench/train.py, docs/benchmarks.md), each step computing the same loss and
 gradients: no gradient checkpointing (lora.config_kwargs); the backbone skips the padding
 (`lora.run_unpadded`: chosen and rejected answers differ most in length); the LM head scores only
-the answer tokens (`lora.score_labelled_tokens_only`); under bf16 autocast, PEFT does not cast each
-LoRA input up to the adapter's fp32 only for autocast to cast it back to bf16.
+the answer tokens, in plain ops on a CPU (`lm_head.cpu_lm_head`); under bf16 autocast, PEFT does
+not cast each LoRA input up to the adapter's fp32 only for autocast to cast it back to bf16.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 from train import lora
 from train.evaluation import preference_eval
+from train.lm_head import cpu_lm_head
 from train.lora import OnLog, TrainParams
 
 
@@ -81,7 +82,7 @@ def train(
         ),
     )
     train_dataset, eval_dataset = lora.to_datasets(out_dir, train_rows, eval_rows)
-    with lora.score_labelled_tokens_only():  # from the reference pass in the constructor on
+    with cpu_lm_head():  # from the reference pass in the constructor on
         trainer = DPOTrainer(
             model=model,
             ref_model=ref_model,

@@ -18,8 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -333,29 +332,6 @@ def run_unpadded(model) -> None:
         return type(out)(last_hidden_state=torch.cat(parts)[inverse])
 
     backbone.forward = unpadded
-
-
-@contextmanager
-def score_labelled_tokens_only() -> Iterator[None]:
-    """Have TRL's fused LM head score only the labelled positions on a CPU, as it does on CUDA.
-
-    TRL 1.16 scores all positions there to keep tile shapes fixed for compilers (Neuron); a CPU
-    compiles nothing, and in a DPO batch only the answers (~30 % of the tokens, no prompt, no
-    padding) carry labels. Same log-probs, about a third of the head's work. The switch is TRL's
-    private `_use_triton` in `trl.trainer.utils` (read only for this choice there; the kernels read
-    their own); tests/unit/test_train_dpo.py pins it.
-    """
-    import trl.trainer.utils as fused
-
-    decide = getattr(fused, "_use_triton", None)
-    if decide is None:  # a TRL that moved it: run as TRL does
-        yield
-        return
-    fused._use_triton = lambda device: device.type == "cpu" or decide(device)
-    try:
-        yield
-    finally:
-        fused._use_triton = decide
 
 
 def checkpoints_dir(out_dir: Path) -> Path:

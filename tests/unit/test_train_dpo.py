@@ -142,33 +142,6 @@ def test_the_unpadded_backbone_gives_the_same_hidden_states_and_gradients(tiny_l
     torch.testing.assert_close(unpadded_grad, padded_grad, atol=1e-4, rtol=1e-4)
 
 
-def test_scoring_only_labelled_tokens_gives_the_same_log_probs(tiny_llama):
-    """Pins TRL's private switch (`trl.trainer.utils._use_triton`): a TRL without it fails here."""
-    import torch
-    import trl.trainer.utils as fused
-    from transformers import AutoModelForCausalLM
-    from trl.trainer.utils import add_fused_lm_head
-
-    from train.lora import load_tokenizer, score_labelled_tokens_only
-
-    assert callable(fused._use_triton) and not fused._use_triton(torch.device("cpu"))
-    tokenizer = load_tokenizer(str(tiny_llama))
-    tokenizer.padding_side = "right"
-    batch = _padded_batch(tokenizer)
-    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-    labels[:, :2] = -100  # a prompt
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
-    outputs = ("log_probs", "entropy", "mean_logits", "is_top1")
-    add_fused_lm_head(model, outputs=outputs)
-    full = model(**batch, labels=labels, fused_lm_head=True)
-    with score_labelled_tokens_only():
-        assert fused._use_triton(torch.device("cpu"))
-        labelled = model(**batch, labels=labels, fused_lm_head=True)
-    assert not fused._use_triton(torch.device("cpu"))  # restored
-    for name in outputs:
-        torch.testing.assert_close(getattr(labelled, name), getattr(full, name))
-
-
 def test_sft_weight_adds_the_chosen_answers_likelihood_to_the_loss(tiny_llama, tmp_path):
     """Same rows, same seed: the likelihood term changes the loss, and both runs learn."""
     losses = {}

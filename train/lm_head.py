@@ -13,11 +13,11 @@ On a CPU, `cpu_lm_head()` scores the labelled positions only (TRL's own switch, 
 read for that choice alone) with plain ops: the logits in one GEMM (bf16 under autocast), a
 log-softmax in fp32, autograd's fused backward. Same log-probs and gradients to bf16 rounding
 (tests/unit/test_lm_head.py); measured in docs/benchmarks.md ("Training speed"): the head's
-forward and backward on 1,900 answer tokens of SmolLM2 (vocab 49,152) take 2.4-3.5 s against
-TRL's 8.5-9.4 s, a third of a DPO step. The price is memory: the [tokens, vocab] fp32 log-probs
-are kept for the backward (~0.4 GB for a batch of 8 pairs of 128-token answers), which a CPU's
-RAM holds. Other devices keep TRL's kernel. The metrics (entropy, mean logit, top-1) carry no
-gradient here: DPO only logs them.
+forward and backward on 1,900 answer tokens of SmolLM2 (vocab 49,152) take 0.22-0.40x of TRL's
+(bench/lm_head.py), and a DPO step on loop-shaped pairs about half. The price is memory: the
+[tokens, vocab] fp32 log-probs are kept for the backward (~0.4 GB for a batch of 8 pairs of
+128-token answers), which a CPU's RAM holds. Other devices keep TRL's kernel. The metrics
+(entropy, mean logit, top-1) carry no gradient here: DPO only logs them.
 """
 
 from __future__ import annotations

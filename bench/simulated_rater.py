@@ -13,6 +13,7 @@ faces a candidate trained on noise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class SimulatedRater:
         self.concurrency = concurrency
         self.rng = random.Random(seed)
         self.name = name
+        self.posting = 0  # judgements being sent: never cut off (see `_close_the_rest`)
         self.tally = RaterTally()
 
     async def _post(self, path: str, body: dict) -> dict:
@@ -91,7 +93,14 @@ class SimulatedRater:
         if budget[0] <= 0:
             return
         budget[0] -= 1
-        better, worse = with_trait[0], without[0]
+        self.posting += 1  # in the same step as the budget: no await in between
+        try:
+            await self._send_judgements(with_trait[0], without[0], budget)
+        finally:
+            self.posting -= 1
+
+    async def _send_judgements(self, better: dict, worse: dict, budget: list[int]) -> None:
+        """The pick between two answers, and now and then a thumb on one of them."""
         if self.shuffled and self.rng.random() < 0.5:
             better, worse = worse, better
         a, b = (better, worse) if self.rng.random() < 0.5 else (worse, better)
@@ -114,6 +123,25 @@ class SimulatedRater:
             self.tally.ratings += 1
             self._judged()
 
+    async def _close_the_rest(self, workers: list[asyncio.Task], done) -> None:
+        """Once `done()`, cancel the answers still being generated, as a person closes the tabs.
+
+        Judgements being sent are let through first. The gateway stops the engine requests of
+        the cancelled ones, so answers nobody will read do not slow the training that follows.
+        """
+        finished = False
+        while not all(w.done() for w in workers):
+            failed = any(w.done() and not w.cancelled() and w.exception() for w in workers)
+            finished = finished or await done()
+            if failed or (finished and not self.posting):
+                for worker in workers:
+                    worker.cancel()
+                break
+            await asyncio.sleep(0.05 if finished else 0.5)
+        for worker in workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker  # a worker's own error is raised here
+
     async def judge(self, prompts: list[str], count: int) -> None:
         """Make exactly `count` judgements (comparisons and a few thumbs) on these prompts."""
         budget = [count]
@@ -131,7 +159,11 @@ class SimulatedRater:
                 position += 1
                 await self._judge_prompt(prompt, budget)
 
-        await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+        async def spent() -> bool:
+            return budget[0] <= 0
+
+        workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
+        await self._close_the_rest(workers, spent)
 
     async def vote(self, prompt: str) -> str:
         """One arena battle: read both anonymous answers, vote by the (honest) preference."""
@@ -141,9 +173,14 @@ class SimulatedRater:
         )
         a, b = (r["text"] for r in battle["responses"])
         winner = self.preference.judge(a, b)
-        await self._post(
-            f"/v1/arena/battles/{battle['battle_id']}/vote", {"winner": winner, "rater": self.name}
-        )
+        self.posting += 1
+        try:
+            await self._post(
+                f"/v1/arena/battles/{battle['battle_id']}/vote",
+                {"winner": winner, "rater": self.name},
+            )
+        finally:
+            self.posting -= 1
         self.tally.votes += 1
         self.tally.vote_counts[winner] = self.tally.vote_counts.get(winner, 0) + 1
         self._judged()
@@ -151,17 +188,10 @@ class SimulatedRater:
 
     async def vote_until(self, prompts: list[str], done) -> None:
         """Vote in battles, `concurrency` at a time, until `await done()` is true."""
-        stop = asyncio.Event()
 
         async def worker() -> None:
-            while not stop.is_set():
+            while True:
                 await self.vote(self.rng.choice(prompts))
 
-        async def watch() -> None:
-            while not await done():
-                await asyncio.sleep(1)
-            stop.set()
-
         workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
-        await watch()
-        await asyncio.gather(*workers)
+        await self._close_the_rest(workers, done)

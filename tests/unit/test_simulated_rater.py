@@ -1,0 +1,58 @@
+"""The benchmark's rater: exactly the judgements asked for, and no answer generated for nobody."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+
+import httpx
+
+from bench.preferences import PREFERENCES
+from bench.simulated_rater import SimulatedRater
+
+
+class SlowGateway:
+    """Answers chats (every other one with a `!`); the last chats asked for never finish."""
+
+    def __init__(self, quick_answers: int):
+        self.quick_answers = quick_answers
+        self.ids = itertools.count()
+        self.posted: list[tuple[str, dict]] = []
+        self.cancelled = 0
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if request.url.path != "/v1/chat/completions":
+            await asyncio.sleep(0.05)  # a judgement on its way: the rater must let it land
+            self.posted.append((request.url.path, body))
+            return httpx.Response(200, json={"ok": True})
+        number = next(self.ids)
+        if number >= self.quick_answers:
+            try:
+                await asyncio.sleep(60)  # a long answer still being generated
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        text = "Sure!" if number % 2 else "Sure."
+        message = {"role": "assistant", "content": text}
+        return httpx.Response(200, json={"id": f"c{number}", "choices": [{"message": message}]})
+
+
+def test_the_rater_stops_the_answers_it_no_longer_needs_once_its_judgements_are_made():
+    gateway = SlowGateway(quick_answers=6)
+
+    async def scenario() -> tuple[SimulatedRater, float]:
+        transport = httpx.MockTransport(gateway)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            rater = SimulatedRater(client, PREFERENCES["exclaims"], concurrency=4, seed=3)
+            started = time.monotonic()
+            await rater.judge(["Say hi.", "Say bye.", "Say yes."], 3)
+            return rater, time.monotonic() - started
+
+    rater, took = asyncio.run(scenario())
+    comparisons = [body for path, body in gateway.posted if path == "/v1/feedback/comparisons"]
+    assert len(comparisons) == 3 and rater.tally.judgements == 3
+    assert took < 10, "the rater waited for answers it would never read"
+    assert gateway.cancelled > 0

@@ -56,3 +56,48 @@ def test_the_rater_stops_the_answers_it_no_longer_needs_once_its_judgements_are_
     assert len(comparisons) == 3 and rater.tally.judgements == 3
     assert took < 10, "the rater waited for answers it would never read"
     assert gateway.cancelled > 0
+
+
+class SlowArena:
+    """Battles answer quickly until `quick` have been asked for; later ones never finish."""
+
+    def __init__(self, quick: int):
+        self.quick = quick
+        self.battles = itertools.count()
+        self.votes = 0
+        self.cancelled = 0
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/vote"):
+            await asyncio.sleep(0.05)
+            self.votes += 1
+            return httpx.Response(200, json={"ok": True})
+        number = next(self.battles)
+        if number >= self.quick:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        responses = [{"text": "Yes!"}, {"text": "Yes."}]
+        return httpx.Response(200, json={"battle_id": f"b{number}", "responses": responses})
+
+
+def test_the_rater_stops_its_battles_in_flight_once_the_gate_has_decided():
+    arena = SlowArena(quick=5)
+
+    async def scenario() -> tuple[SimulatedRater, float]:
+        transport = httpx.MockTransport(arena)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            rater = SimulatedRater(client, PREFERENCES["exclaims"], concurrency=3, seed=1)
+
+            async def decided() -> bool:
+                return arena.votes >= 3
+
+            started = time.monotonic()
+            await rater.vote_until(["Say hi."], decided)
+            return rater, time.monotonic() - started
+
+    rater, took = asyncio.run(scenario())
+    assert rater.tally.votes == arena.votes >= 3
+    assert took < 10 and arena.cancelled > 0

@@ -40,18 +40,26 @@ class SlowGateway:
         return httpx.Response(200, json={"id": f"c{number}", "choices": [{"message": message}]})
 
 
-def test_the_rater_stops_the_answers_it_no_longer_needs_once_its_judgements_are_made():
-    gateway = SlowGateway(quick_answers=6)
+def run_rater(handler, concurrency: int, seed: int, act) -> tuple[SimulatedRater, float]:
+    """A rater talking to `handler` does `await act(rater)`; the rater, and the seconds it took."""
 
     async def scenario() -> tuple[SimulatedRater, float]:
-        transport = httpx.MockTransport(gateway)
+        transport = httpx.MockTransport(handler)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            rater = SimulatedRater(client, PREFERENCES["exclaims"], concurrency=4, seed=3)
+            rater = SimulatedRater(
+                client, PREFERENCES["exclaims"], concurrency=concurrency, seed=seed
+            )
             started = time.monotonic()
-            await rater.judge(["Say hi.", "Say bye.", "Say yes."], 3)
+            await act(rater)
             return rater, time.monotonic() - started
 
-    rater, took = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_the_rater_stops_the_answers_it_no_longer_needs_once_its_judgements_are_made():
+    gateway = SlowGateway(quick_answers=6)
+    prompts = ["Say hi.", "Say bye.", "Say yes."]
+    rater, took = run_rater(gateway, 4, 3, lambda rater: rater.judge(prompts, 3))
     comparisons = [body for path, body in gateway.posted if path == "/v1/feedback/comparisons"]
     assert len(comparisons) == 3 and rater.tally.judgements == 3
     assert took < 10, "the rater waited for answers it would never read"
@@ -86,18 +94,9 @@ class SlowArena:
 def test_the_rater_stops_its_battles_in_flight_once_the_gate_has_decided():
     arena = SlowArena(quick=5)
 
-    async def scenario() -> tuple[SimulatedRater, float]:
-        transport = httpx.MockTransport(arena)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            rater = SimulatedRater(client, PREFERENCES["exclaims"], concurrency=3, seed=1)
+    async def decided() -> bool:
+        return arena.votes >= 3
 
-            async def decided() -> bool:
-                return arena.votes >= 3
-
-            started = time.monotonic()
-            await rater.vote_until(["Say hi."], decided)
-            return rater, time.monotonic() - started
-
-    rater, took = asyncio.run(scenario())
+    rater, took = run_rater(arena, 3, 1, lambda rater: rater.vote_until(["Say hi."], decided))
     assert rater.tally.votes == arena.votes >= 3
     assert took < 10 and arena.cancelled > 0

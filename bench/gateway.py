@@ -5,7 +5,8 @@ both sides alike); each round sends `concurrency` streaming requests of exactly 
 tokens (ignore_eos) and measures aggregate throughput and each request's time to first token.
 Printed per level: throughput ratio gateway/direct (min and median over rounds) and the
 gateway's added time to first token at p50 and p99. A first phase isolates the gateway's own
-latency from generation noise: `--probes` sequential one-token requests, alternating sides.
+latency from generation noise: `--probes` sequential one-token requests, alternating sides,
+streamed (time to first token) and whole (time to the answer).
 
     python -m bench.gateway [--levels 1 16 64] [--rounds 3] [--tokens 128] [--probes 100]
 """
@@ -95,10 +96,31 @@ async def probe_latency(stack, model: str, probes: int) -> dict:
     }
 
 
+async def whole_latency(stack, model: str, probes: int) -> dict:
+    """Sequential 1-token whole (non-streamed) answers, alternating: the gateway's added time.
+
+    A whole answer is where the gateway listens for its client leaving (serve/client_gone.py).
+    """
+    body = {"model": model, "messages": PROMPT, "max_tokens": 1}
+    direct, gateway = [], []
+    async with httpx.AsyncClient(timeout=60) as client:
+        for i in range(probes * 2):
+            url = stack.engine_url if i % 2 == 0 else stack.url
+            started = time.perf_counter()
+            (await client.post(f"{url}/v1/chat/completions", json=body)).raise_for_status()
+            (direct if i % 2 == 0 else gateway).append(time.perf_counter() - started)
+    return {
+        "added_p50_ms": (statistics.median(gateway) - statistics.median(direct)) * 1e3,
+        "added_p99_ms": (percentile(gateway, 0.99) - percentile(direct, 0.99)) * 1e3,
+        "direct_p50_ms": statistics.median(direct) * 1e3,
+    }
+
+
 async def main_async(args) -> tuple[dict, list[dict]]:
     with running_stack() as stack:
         model = httpx.get(f"{stack.engine_url}/v1/models").json()["data"][0]["id"]
         probe = await probe_latency(stack, model, args.probes)
+        probe["whole"] = await whole_latency(stack, model, args.probes)
         print(f"  probes: {probe}", flush=True)
         levels = [await bench_level(stack, model, c, args.rounds, args.tokens) for c in args.levels]
         return probe, levels
@@ -115,6 +137,10 @@ def main() -> None:
     print(f"\nadded time to first token, {probe['probes']} sequential 1-token requests per side: "
           f"p50 {probe['added_p50_ms']:+.2f} ms, p99 {probe['added_p99_ms']:+.2f} ms "
           f"(direct p50 {probe['direct_p50_ms']:.1f} ms)")  # fmt: skip
+    whole = probe["whole"]
+    print(f"added time to a whole 1-token answer, as many per side: "
+          f"p50 {whole['added_p50_ms']:+.2f} ms, p99 {whole['added_p99_ms']:+.2f} ms "
+          f"(direct p50 {whole['direct_p50_ms']:.1f} ms)")  # fmt: skip
     print("\n| streams | throughput gateway/direct (min / median) | added TTFT p50 "
           "| added TTFT p99 | direct TTFT p50 |")  # fmt: skip
     print("|---|---|---|---|---|")

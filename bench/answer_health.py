@@ -30,4 +30,16 @@ def ends_cleanly(text: str, finish_reason: str | None) -> bool:
 
 
 def is_healthy(text: str, finish_reason: str | None) -> bool:
-    return bool(text.strip()) and not is_repetitive(text) and ends_cleanly(text, finish_reason)
+    return fault(text, finish_reason) is None
+
+
+def fault(text: str, finish_reason: str | None) -> str | None:
+    """What is wrong with an answer, the first that applies: "empty", "repetitive",
+    "unfinished" (cut off mid-sentence); None for a healthy one."""
+    if not text.strip():
+        return "empty"
+    if is_repetitive(text):
+        return "repetitive"
+    if not ends_cleanly(text, finish_reason):
+        return "unfinished"
+    return None

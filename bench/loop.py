@@ -39,7 +39,7 @@ from typing import Any
 
 import httpx
 
-from bench.answer_health import is_healthy
+from bench.answer_health import fault, is_healthy
 from bench.loop_plot import win_rate_svg
 from bench.preferences import PREFERENCES, Preference
 from bench.prompts import held_out_prompts, train_prompts
@@ -107,10 +107,22 @@ def answer_stats(preference: Preference, answers: list[list[dict[str, Any]]]) ->
     }
 
 
-async def long_answer_health(engine_url: str, model: str, prompts: list[str]) -> float:
-    """The collapse check: healthy share of 2 answers per prompt let run to 512 tokens."""
+def fault_shares(answers: list[list[dict[str, Any]]]) -> dict[str, float]:
+    """The share of answers with each fault (answer_health.fault): what a collapse looks like."""
+    flat = [a for per_prompt in answers for a in per_prompt]
+    faults = [fault(a["text"], a["finish_reason"]) for a in flat]
+    return {f: faults.count(f) / len(flat) for f in ("empty", "repetitive", "unfinished")}
+
+
+def describe_faults(shares: dict[str, float]) -> str:
+    return ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
+
+
+async def long_answer_health(engine_url: str, model: str, prompts: list[str]) -> dict[str, Any]:
+    """The collapse check on 2 answers per prompt let run to 512 tokens: the healthy share
+    (`healthy_long`) and the share of each fault (`long_faults`)."""
     answers = await sample_answers(engine_url, model, prompts, 2, 5, LONG_ANSWER_TOKENS)
-    return healthy_share(answers)
+    return {"healthy_long": healthy_share(answers), "long_faults": fault_shares(answers)}
 
 
 def win_rate(
@@ -230,7 +242,7 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
         },
         "base": {
             **answer_stats(preference, base),
-            "healthy_long": await long_answer_health(stack.engine_url, base_name, held_out),
+            **await long_answer_health(stack.engine_url, base_name, held_out),
         },
         "rounds": [],
     }
@@ -265,7 +277,12 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
                 tuned = await sample_answers(stack.engine_url, candidate, held_out, args.samples, 1)
                 rate = win_rate(preference, tuned, base)
                 say(f"round {number}: held-out win rate against base {rate:.0%}")
-                healthy_long = await long_answer_health(stack.engine_url, candidate, held_out)
+                collapse_check = await long_answer_health(stack.engine_url, candidate, held_out)
+                healthy_long = collapse_check["healthy_long"]
+                say(f"round {number}: 512-token answers healthy {healthy_long:.0%}"
+                    f" (base {result['base']['healthy_long']:.0%}), faults "
+                    f"{describe_faults(collapse_check['long_faults'])} "
+                    f"(base {describe_faults(result['base']['long_faults'])})")  # fmt: skip
                 voting = time.perf_counter()
 
                 decided_at_count: list[int] = []
@@ -306,7 +323,7 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
                         "first_answer_s": round(answer_s, 2),
                         "last_judgement_to_answer_s": round(turnaround, 1),
                         "held_out_win_rate": round(rate, 4),
-                        "tuned": {**answer_stats(preference, tuned), "healthy_long": healthy_long},
+                        "tuned": {**answer_stats(preference, tuned), **collapse_check},
                         "arena_votes": rater.tally.votes - before["votes"],
                         "arena_s": round(time.perf_counter() - voting, 1),
                         "gate": {"action": decision["action"], "reason": decision["reason"]},

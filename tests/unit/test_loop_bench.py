@@ -6,7 +6,7 @@ A wrong check here would make bench/loop.py report a model as better or healthie
 from __future__ import annotations
 
 from bench.answer_health import ends_cleanly, is_healthy, is_repetitive
-from bench.loop import healthy_share, long_health, win_rate
+from bench.loop import fault_shares, healthy_share, long_health, win_rate
 from bench.preferences import PREFERENCES
 from bench.prompts import SUBJECTS, held_out_prompts, train_prompts
 
@@ -119,3 +119,14 @@ def test_repeats_keep_their_own_files_and_sum_up_as_min_and_median_per_round():
     assert second["win_rate_median"] == 0.91 and second["slowest_turnaround_s"] == 200.0
     assert round(second["worst_long_health_vs_base"], 2) == -0.05
     assert second["long_health_runs"] == 2
+
+
+def test_the_collapse_check_names_each_fault_once_in_order_empty_repetitive_unfinished():
+    looping = "the cat sat down " * 5
+    answers = [
+        [{"text": "  ", "finish_reason": "stop"}, {"text": looping, "finish_reason": "stop"}],
+        [{"text": "It stops mid", "finish_reason": "length"},
+         {"text": "A whole answer.", "finish_reason": "length"}],
+    ]  # fmt: skip
+    assert fault_shares(answers) == {"empty": 0.25, "repetitive": 0.25, "unfinished": 0.25}
+    assert healthy_share(answers) == 0.25

@@ -20,6 +20,7 @@ class Preference:
     name: str
     description: str
     has_trait: Callable[[str], bool]
+    ask: str  # how a person would ask for the trait outright (bench/trait_health.py)
 
     def judge(self, a: str, b: str) -> str:
         """The arena vote: "a", "b", "tie" (both have the trait) or "both_bad" (neither)."""
@@ -49,8 +50,23 @@ def _exclaims(text: str) -> bool:
 PREFERENCES = {
     p.name: p
     for p in (
-        Preference("list", "a list of at least three bullet or numbered lines", _is_list),
-        Preference("brief", "5 to 50 words that end with a full stop, ! or ?", _is_brief),
-        Preference("exclaims", "contains an exclamation mark", _exclaims),
+        Preference(
+            "list",
+            "a list of at least three bullet or numbered lines",
+            _is_list,
+            "Answer with a numbered list.",
+        ),
+        Preference(
+            "brief",
+            "5 to 50 words that end with a full stop, ! or ?",
+            _is_brief,
+            "Answer in one or two short sentences.",
+        ),
+        Preference(
+            "exclaims",
+            "contains an exclamation mark",
+            _exclaims,
+            "Answer with enthusiasm, with exclamation marks!",
+        ),
     )
 }

@@ -9,6 +9,7 @@ from bench.answer_health import ends_cleanly, is_healthy, is_repetitive
 from bench.loop import fault_shares, healthy_share, long_health, win_rate
 from bench.preferences import PREFERENCES
 from bench.prompts import SUBJECTS, held_out_prompts, train_prompts
+from bench.trait_health import health_by_trait
 
 LIST = "Tips:\n- water it\n- give it sun\n1. prune in spring"
 PROSE = "Water the plant and give it sun. Prune it in spring."
@@ -130,3 +131,24 @@ def test_the_collapse_check_names_each_fault_once_in_order_empty_repetitive_unfi
     ]  # fmt: skip
     assert fault_shares(answers) == {"empty": 0.25, "repetitive": 0.25, "unfinished": 0.25}
     assert healthy_share(answers) == 0.25
+
+
+def test_trait_health_splits_answers_by_the_trait_and_names_their_faults():
+    looping_list = "1. run\n2. run fast\n3. " + "run far and fast " * 5
+    answers = [
+        {"text": LIST, "finish_reason": "stop"},
+        {"text": looping_list, "finish_reason": "length"},
+        {"text": PROSE, "finish_reason": "stop"},
+    ]
+    groups = health_by_trait(PREFERENCES["list"], answers)
+    assert groups["with_trait"]["answers"] == 2
+    assert groups["with_trait"]["healthy"] == 0.5
+    assert groups["with_trait"]["faults"] == {"empty": 0.0, "repetitive": 0.5, "unfinished": 0.0}
+    assert groups["without_trait"] == {
+        "answers": 1,
+        "healthy": 1.0,
+        "faults": {"empty": 0.0, "repetitive": 0.0, "unfinished": 0.0},
+    }
+    nothing = health_by_trait(PREFERENCES["list"], [answers[2]])["with_trait"]
+    assert nothing == {"answers": 0, "healthy": None, "faults": {}}
+    assert all(p.ask for p in PREFERENCES.values())

@@ -10,6 +10,7 @@ import re
 
 WORD = re.compile(r"\w+")
 CLEAN_ENDINGS = (".", "!", "?", '"', ")", "*", "`", ":")
+LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
 
 
 def is_repetitive(text: str, n: int = 4, max_repeats: int = 3) -> bool:
@@ -22,6 +23,23 @@ def is_repetitive(text: str, n: int = 4, max_repeats: int = 3) -> bool:
         if counts[gram] > max_repeats:
             return True
     return False
+
+
+def has_repeated_line(text: str) -> bool:
+    """Some line occurs twice, list numbers and case aside: a list that names an item again."""
+    seen: set[str] = set()
+    for line in text.splitlines():
+        key = LIST_MARKER.sub("", line).strip().lower()
+        if key in seen:
+            return True
+        if key:
+            seen.add(key)
+    return False
+
+
+def repeats_itself(text: str) -> bool:
+    """What a reader notices even in a short answer: a line said twice, or a looping phrase."""
+    return has_repeated_line(text) or is_repetitive(text)
 
 
 def ends_cleanly(text: str, finish_reason: str | None) -> bool:

@@ -3,6 +3,10 @@
 The rater prefers an answer with the trait over one without; two answers that agree on it are
 a tie. The same check judges the held-out win rate, so the benchmark asks exactly the question
 the fine-tuning literature asks: does the tuned model win by the preference that made its data?
+
+`list-no-repeats` is `list` as a person would judge it: tuned towards any list, the model
+learnt lists that name an item twice and loop on at length (docs/benchmarks.md, "What the
+`list` collapse is"); a person would not pick those, so this rater does not either.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from bench.answer_health import repeats_itself
 
 LIST_LINE = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S", re.MULTILINE)
 WORD = re.compile(r"\b\w+\b")
@@ -38,6 +44,10 @@ def _is_list(text: str) -> bool:
     return len(LIST_LINE.findall(text)) >= 3
 
 
+def _is_list_without_repeats(text: str) -> bool:
+    return _is_list(text) and not repeats_itself(text)
+
+
 def _is_brief(text: str) -> bool:
     words = len(WORD.findall(text))
     return 5 <= words <= 50 and text.rstrip().endswith((".", "!", "?"))
@@ -54,6 +64,12 @@ PREFERENCES = {
             "list",
             "a list of at least three bullet or numbered lines",
             _is_list,
+            "Answer with a numbered list.",
+        ),
+        Preference(
+            "list-no-repeats",
+            "a list of at least three bullet or numbered lines, none said twice, no phrase looping",
+            _is_list_without_repeats,
             "Answer with a numbered list.",
         ),
         Preference(

@@ -5,7 +5,7 @@ A wrong check here would make bench/loop.py report a model as better or healthie
 
 from __future__ import annotations
 
-from bench.answer_health import ends_cleanly, is_healthy, is_repetitive
+from bench.answer_health import ends_cleanly, has_repeated_line, is_healthy, is_repetitive
 from bench.loop import fault_shares, healthy_share, long_health, win_rate
 from bench.preferences import PREFERENCES
 from bench.prompts import SUBJECTS, held_out_prompts, train_prompts
@@ -17,6 +17,11 @@ PROSE = "Water the plant and give it sun. Prune it in spring."
 
 def test_each_preference_tells_its_trait_apart():
     assert PREFERENCES["list"].has_trait(LIST) and not PREFERENCES["list"].has_trait(PROSE)
+    careful = PREFERENCES["list-no-repeats"]
+    assert careful.has_trait(LIST) and not careful.has_trait(PROSE)
+    assert not careful.has_trait("1. Smile\n2. Laugh\n3. smile")  # an item named twice
+    assert not careful.has_trait("- a\n- b\n- " + "we run far and " * 4)  # a looping phrase
+    assert PREFERENCES["list"].has_trait("1. Smile\n2. Laugh\n3. smile")
     assert PREFERENCES["brief"].has_trait(PROSE)
     assert not PREFERENCES["brief"].has_trait("word " * 60 + ".")
     assert not PREFERENCES["brief"].has_trait("Too short.")  # under 5 words
@@ -56,6 +61,8 @@ def test_health_catches_empty_looping_and_cut_off_answers():
     assert ends_cleanly("It stops mid", "stop")  # the model chose to stop
     assert not ends_cleanly("It was cut off mid", "length")
     assert ends_cleanly("It was cut off after a sentence.", "length")
+    assert has_repeated_line("1. **Oxygen**\n2. Water\n3. **oxygen** ")  # numbers and case aside
+    assert not has_repeated_line("1. Oxygen\n\n2. Water\n\n3. Oxygen and water")  # blanks too
 
 
 def test_healthy_share_counts_answers_over_all_prompts_and_old_runs_show_no_long_check():

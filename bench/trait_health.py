@@ -68,8 +68,11 @@ async def measure(engine_url: str, model: str, preference: Preference, n: int) -
         "answers_per_prompt": n,
         "max_tokens": LONG_ANSWER_TOKENS,
     }
-    for condition, asked in (("as_asked", prompts), ("trait_asked_for", None)):
-        asked = asked or [f"{p} {preference.ask}" for p in prompts]
+    conditions = {
+        "as_asked": prompts,
+        "trait_asked_for": [f"{p} {preference.ask}" for p in prompts],
+    }
+    for condition, asked in conditions.items():
         per_prompt = await sample_answers(engine_url, model, asked, n, 5, LONG_ANSWER_TOKENS)
         answers = [
             {"prompt": p, **a} for p, per in zip(asked, per_prompt, strict=True) for a in per

@@ -68,7 +68,8 @@ def run_job(stack: RunningStack, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def judged_once(stack: RunningStack, args: argparse.Namespace) -> None:
-    """The rater's round-1 judgements and one reward model, unless the data folder has them."""
+    """The rater's round-1 judgements and, for best-of-n, one reward model, unless the data
+    folder has them."""
     preference = PREFERENCES[args.preference]
     if judgement_count(stack) < args.judgements:
         say(f"the rater makes {args.judgements} judgements")
@@ -76,7 +77,9 @@ async def judged_once(stack: RunningStack, args: argparse.Namespace) -> None:
             rater = SimulatedRater(client, preference, seed=args.seed)
             await rater.judge(train_prompts(), args.judgements - judgement_count(stack))
         say(f"the rater read {rater.tally.answers_read} answers")
-    if not any(j["method"] == "reward" for j in get(stack, "/v1/train/jobs")):
+    if args.synthetic_pairs and not any(
+        j["method"] == "reward" for j in get(stack, "/v1/train/jobs")
+    ):
         say("training the reward model")
         run_job(stack, {"method": "reward", "params": parse_params(args.reward.split())})
 

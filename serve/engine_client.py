@@ -23,9 +23,12 @@ class EngineClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
+        # Idle connections are dropped before the engine drops them (vLLM's uvicorn: after 5 s,
+        # VLLM_HTTP_TIMEOUT_KEEP_ALIVE): a request sent on one the engine is closing that
+        # moment fails before it is read.
         self._session = aiohttp.ClientSession(
             base_url=self.base_url,
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
             auto_decompress=False,
         )

@@ -49,6 +49,13 @@ from serve.services import Services
 
 log = logging.getLogger("flywheel.gateway")
 
+KEEP_ALIVE_S = 75
+"""How long an idle client connection stays open. Clients pool connections and reuse them
+(httpx and so the OpenAI SDK: for 5 s); a server that closes at the same 5 s (uvicorn's
+default) races them, and a request sent on a connection it is closing fails unread
+(`httpx.ReadError`: seen from the simulated rater, 2026-12-03). Longer than the pools of
+httpx (5 s) and aiohttp (15 s); browsers resend such a request themselves."""
+
 
 def build_services(settings: Settings, engine: Engine | None = None) -> Services:
     store = Store(settings.db_path)
@@ -212,7 +219,12 @@ async def run_up(settings: Settings) -> int:
             # that only notes the signal lets the `finally` below stop the engine every time.
             signal.signal(sig, lambda *_: None)
         config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level="warning", access_log=False
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
         server = uvicorn.Server(config)
         announce = asyncio.create_task(_announce_when_started(server, settings))

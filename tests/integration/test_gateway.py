@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import time
+from urllib.parse import urlsplit
 
 import httpx
 import openai
@@ -131,6 +133,21 @@ def test_health_reports_the_engine(stack):
     body = httpx.get(f"{stack.url}/health").json()
     assert body["status"] == "ok"
     assert body["engine"]["state"] == "ready" and body["engine"]["supervised"] is True
+
+
+def test_an_idle_connection_outlives_a_clients_pool(stack):
+    """httpx (the OpenAI SDK) reuses a pooled connection for up to 5 s: were the gateway to
+    close it at 5 s too, a request sent that moment would fail unread."""
+    url = urlsplit(stack.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        for idle_s in (0, 6):
+            time.sleep(idle_s)
+            conn.request("GET", "/health")  # on the same connection both times
+            response = conn.getresponse()  # RemoteDisconnected, had the gateway closed it
+            assert response.status == 200 and json.loads(response.read())["status"] == "ok"
+    finally:
+        conn.close()
 
 
 def engine_requests_running(stack) -> float:

@@ -95,7 +95,7 @@ async def base_answers(stack: RunningStack, args: argparse.Namespace) -> list:
     return answers
 
 
-async def base_long_health(stack: RunningStack, args: argparse.Namespace) -> float:
+async def base_long_health(stack: RunningStack, args: argparse.Namespace) -> dict[str, Any]:
     cached = args.data_dir / "base-healthy-long.json"
     if cached.is_file():
         return json.loads(cached.read_text())
@@ -110,7 +110,7 @@ async def ablate(stack: RunningStack, args: argparse.Namespace) -> None:
     base = await base_answers(stack, args)
     base_stats = {
         **answer_stats(preference, base),
-        "healthy_long": await base_long_health(stack, args),
+        **await base_long_health(stack, args),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{preference.name}.json"
@@ -127,9 +127,10 @@ async def ablate(stack: RunningStack, args: argparse.Namespace) -> None:
         tuned = await sample_answers(
             stack.engine_url, job["adapter"], held_out_prompts(), args.samples, seed=1
         )
-        healthy_long = await long_answer_health(
+        collapse_check = await long_answer_health(
             stack.engine_url, job["adapter"], held_out_prompts()
         )
+        healthy_long = collapse_check["healthy_long"]
         row = {
             "setting": setting,
             "judgements": args.judgements,
@@ -138,7 +139,7 @@ async def ablate(stack: RunningStack, args: argparse.Namespace) -> None:
             "train_rows": job["config"]["train_rows"],
             "synthetic_pairs": job["config"]["synthetic_pairs"],
             "held_out_win_rate": round(win_rate(preference, tuned, base), 4),
-            "tuned": {**answer_stats(preference, tuned), "healthy_long": healthy_long},
+            "tuned": {**answer_stats(preference, tuned), **collapse_check},
             "base": base_stats,
             "progress": job_progress(stack, job["id"]),
         }

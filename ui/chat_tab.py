@@ -17,6 +17,7 @@ from ui.client import GatewayError
 from ui.conversations import Conversation
 from ui.safe_markdown import safe_markdown
 
+STOPPED = "■ stopped"  # written by Stop and again by the stream it cut, whichever lands last
 WINNER_LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
 # The gateway's fixed reasons (feedback/store.py REASONS), offered by the thumb clicked.
 REASON_LABELS = {
@@ -90,11 +91,14 @@ def build_chat_tab(access: Access) -> ChatTab:
             stream = client(api_key).stream_chat(
                 model, conv.messages, **sampling(temperature, top_p, max_tokens)
             )
+            status = "… answering (■ Stop cuts it short)"
             for delta in stream:
                 completion_id, answer = delta.completion_id, answer + delta.text
                 if not conv.streaming(run, completion_id, answer):
-                    return  # Stop kept the answer so far
-                yield conv.chatbot(streaming=answer), conv, "", "… answering (■ Stop cuts it short)"
+                    yield conv.chatbot(), conv, "", STOPPED  # Stop kept the answer so far
+                    return
+                yield conv.chatbot(streaming=answer), conv, "", status
+                status = gr.update()  # said once: a late update must not hide Stop's status
         except GeneratorExit:  # Stop cancelled this run: Gradio closes the generator
             conv.keep_pending()
             raise
@@ -125,17 +129,14 @@ def build_chat_tab(access: Access) -> ChatTab:
             stream = client(api_key).stream_chat(
                 model, conv.messages[:last], **sampling(temperature, top_p, max_tokens)
             )
+            status = "… a second answer"
             for delta in stream:
                 completion_id, answer = delta.completion_id, answer + delta.text
                 if not conv.streaming(run, completion_id, answer):
+                    yield box, safe_markdown(original), safe_markdown(answer), conv, STOPPED
                     return
-                yield (
-                    box,
-                    safe_markdown(original),
-                    safe_markdown(answer),
-                    conv,
-                    "… a second answer",
-                )
+                yield box, safe_markdown(original), safe_markdown(answer), conv, status
+                status = gr.update()  # as in send: Stop's status is the last word
         except GeneratorExit:
             conv.keep_pending()
             raise
@@ -152,7 +153,7 @@ def build_chat_tab(access: Access) -> ChatTab:
         conv.keep_pending()
         saved = conversations.save(saved, conv)
         radio = gr.update(choices=conversations.choices(saved), value=conv.id)
-        return conv.chatbot(), conv, saved, radio, "■ stopped"
+        return conv.chatbot(), conv, saved, radio, STOPPED
 
     def pick(winner: str, api_key, rater, conv: Conversation):
         last = conv.last_answer()

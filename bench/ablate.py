@@ -74,9 +74,9 @@ async def judged_once(stack: RunningStack, args: argparse.Namespace) -> None:
     if judgement_count(stack) < args.judgements:
         say(f"the rater makes {args.judgements} judgements")
         async with httpx.AsyncClient(base_url=stack.url, timeout=900) as client:
-            rater = SimulatedRater(client, preference, seed=args.seed)
+            rater = SimulatedRater(client, preference, edits=args.edits, seed=args.seed)
             await rater.judge(train_prompts(), args.judgements - judgement_count(stack))
-        say(f"the rater read {rater.tally.answers_read} answers")
+        say(f"the rater read {rater.tally.answers_read} answers, edited {rater.tally.edits}")
     if args.synthetic_pairs and not any(
         j["method"] == "reward" for j in get(stack, "/v1/train/jobs")
     ):
@@ -173,6 +173,7 @@ def main() -> None:
     parser.add_argument("--synthetic-pairs", type=int, default=48)
     parser.add_argument("--samples", type=int, default=4, help="answers per held-out prompt")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--edits", action="store_true", help="the rater also edits answers")
     parser.add_argument(
         "--reward",
         default=settings_line("reward", {}),

@@ -13,13 +13,14 @@ are logged, and the loop's best-of-n would then train on the held-out prompts.
 
     python -m bench.loop --preference exclaims --rounds 2
     python -m bench.loop --preference exclaims --rounds 1 --control   # shuffled labels
+    python -m bench.loop --preference exclaims --rounds 2 --edits     # a rater who also edits
     python -m bench.loop --probe                   # base rate of every preference
 
-Results go to docs/loop/<preference>[-control][-seed<N>].json: a rater `--seed` other than 0 is a
-repeat, kept beside the others, because which pairs the rater happens to make moves a round's win
-rate more than most settings do. `--plot` redraws docs/loop-win-rate.svg and prints the markdown
-tables for docs/benchmarks.md from every result file: each run's rounds, then min and median over
-the repeats of each preference.
+Results go to docs/loop/<preference>[-control][-edits][-seed<N>].json: a rater `--seed` other
+than 0 is a repeat, kept beside the others, because which pairs the rater happens to make moves a
+round's win rate more than most settings do. `--plot` redraws docs/loop-win-rate.svg and prints
+the markdown tables for docs/benchmarks.md from every result file: each run's rounds, then min
+and median over the repeats of each preference.
 """
 
 from __future__ import annotations
@@ -252,7 +253,9 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
     last_job = 0
     round_start_count = 0
     async with httpx.AsyncClient(base_url=stack.url, timeout=900) as client:
-        rater = SimulatedRater(client, preference, shuffled=args.control, seed=args.seed)
+        rater = SimulatedRater(
+            client, preference, shuffled=args.control, edits=args.edits, seed=args.seed
+        )
         try:
             for number in range(1, args.rounds + 1):
                 before = asdict(rater.tally)
@@ -305,6 +308,7 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
                         "round": number,
                         "candidate": candidate,
                         "judgements_made": rater.tally.judgements - before["judgements"],
+                        "edits": rater.tally.edits - before["edits"],
                         "rater_answers_read": rater.tally.answers_read - before["answers_read"],
                         "human_pairs_used": config["train_rows"] - config["synthetic_pairs"],
                         "synthetic_pairs": config["synthetic_pairs"],
@@ -361,15 +365,16 @@ def long_health(tuned: dict[str, float], base: dict[str, float]) -> str:
     return f"{tuned['healthy_long']:.0%} / {base['healthy_long']:.0%}"
 
 
-def result_path(preference: str, control: bool, seed: int) -> Path:
-    suffix = ("-control" if control else "") + (f"-seed{seed}" if seed else "")
-    return RESULTS / f"{preference}{suffix}.json"
+def result_path(preference: str, control: bool, seed: int, edits: bool = False) -> Path:
+    suffix = ("-control" if control else "") + ("-edits" if edits else "")
+    return RESULTS / f"{preference}{suffix}{f'-seed{seed}' if seed else ''}.json"
 
 
 def run_name(result: dict[str, Any]) -> str:
     seed = result["settings"].get("seed", 0)
     shuffled = " (shuffled)" if result["control"] else ""
-    return result["preference"] + shuffled + (f" seed {seed}" if seed else "")
+    edits = " (edits)" if result["settings"].get("edits") else ""
+    return result["preference"] + shuffled + edits + (f" seed {seed}" if seed else "")
 
 
 def repeat_summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -403,6 +408,11 @@ def repeat_summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def edit_note(round_: dict[str, Any]) -> str:
+    """What the judgements column adds for a round whose rater edited answers."""
+    return f", {round_['edits']} of them edits" if round_.get("edits") else ""
+
+
 def report() -> None:
     """Redraw the plot and print the tables from every result file in docs/loop/."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
@@ -417,7 +427,8 @@ def report() -> None:
         name = run_name(r)
         for x in r["rounds"]:
             print(
-                f"| {name} | {x['round']} | {x['judgements_made']} ({x['human_pairs_used']}) | "
+                f"| {name} | {x['round']} | {x['judgements_made']} ({x['human_pairs_used']})"
+                f"{edit_note(x)} | "
                 f"{x['synthetic_pairs']} | {x['training_s'] or '—'} | "
                 f"{x['last_judgement_to_answer_s']:.0f} | {x['held_out_win_rate']:.0%} | "
                 f"{x['tuned']['trait']:.0%} / {r['base']['trait']:.0%} | "
@@ -458,6 +469,8 @@ def main() -> None:
     parser.add_argument("--synthetic-pairs", type=int, default=0, help="best-of-n pairs per round")
     parser.add_argument("--samples", type=int, default=4, help="answers per held-out prompt")
     parser.add_argument("--control", action="store_true", help="shuffled labels (coin-flip picks)")
+    parser.add_argument("--edits", action="store_true",
+                        help="the rater edits an answer if none it read has the trait")  # fmt: skip
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="training hyperparameter for every job (repeatable)")  # fmt: skip
     parser.add_argument("--min-battles", type=int, default=16)
@@ -478,7 +491,7 @@ def main() -> None:
             asyncio.run(probe(stack, args.samples))
             return
         RESULTS.mkdir(parents=True, exist_ok=True)
-        out = result_path(args.preference, args.control, args.seed)
+        out = result_path(args.preference, args.control, args.seed, args.edits)
         result = asyncio.run(run_rounds(stack, args, out))
     out.write_text(json.dumps(result, indent=2))
     say(f"wrote {out}")

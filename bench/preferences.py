@@ -4,6 +4,11 @@ The rater prefers an answer with the trait over one without; two answers that ag
 a tie. The same check judges the held-out win rate, so the benchmark asks exactly the question
 the fine-tuning literature asks: does the tuned model win by the preference that made its data?
 
+When regenerating brings no answer with the trait, a person who cares can still fix one by hand:
+the rater may then edit an answer (`Preference.edit`: the smallest change that gives it the trait,
+as a person would make it in the Chat tab's editor), and that edit is one judgement. An edit whose
+result the preference itself would not pick is never sent.
+
 `list-no-repeats` is `list` as a person would judge it: tuned towards any list, the model
 learnt lists that name an item twice and loop on at length (docs/benchmarks.md, "What the
 `list` collapse is"); a person would not pick those, so this rater does not either.
@@ -19,6 +24,8 @@ from bench.answer_health import repeats_itself
 
 LIST_LINE = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S", re.MULTILINE)
 WORD = re.compile(r"\b\w+\b")
+SENTENCE = re.compile(r"[^.!?]*[.!?]+(?=\s|$)")
+"""A finished sentence: text up to `.`, `!` or `?` followed by a space or the end."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,12 @@ class Preference:
     description: str
     has_trait: Callable[[str], bool]
     ask: str  # how a person would ask for the trait outright (bench/trait_health.py)
+    fix: Callable[[str], str | None]  # a person's edit towards the trait (None: can't fix it)
+
+    def edit(self, text: str) -> str | None:
+        """The answer as the rater would correct it; None if its fix does not give the trait."""
+        fixed = self.fix(text)
+        return fixed if fixed is not None and self.has_trait(fixed) else None
 
     def judge(self, a: str, b: str) -> str:
         """The arena vote: "a", "b", "tie" (both have the trait) or "both_bad" (neither)."""
@@ -57,6 +70,39 @@ def _exclaims(text: str) -> bool:
     return "!" in text
 
 
+def sentences(text: str) -> list[str]:
+    """The finished sentences of an answer, each stripped: an answer cut at the token limit
+    loses its unfinished tail, as a person editing it would drop it."""
+    return [m.group().strip() for m in SENTENCE.finditer(text) if m.group().strip()]
+
+
+def _as_list(text: str, unique: bool = False) -> str | None:
+    """The answer's sentences as a numbered list (each said once, if `unique`)."""
+    lines = sentences(text)
+    if unique:
+        lines = list(dict.fromkeys(lines))
+    return "\n".join(f"{i}. {line}" for i, line in enumerate(lines, 1)) if len(lines) >= 3 else None
+
+
+def _shortened(text: str) -> str | None:
+    """The answer's first sentences, as many as fit in 50 words."""
+    kept: list[str] = []
+    for sentence in sentences(text):
+        if len(WORD.findall(" ".join([*kept, sentence]))) > 50:
+            break
+        kept.append(sentence)
+    return " ".join(kept) or None
+
+
+def _first_sentence_exclaimed(text: str) -> str | None:
+    """The answer with the full stop of its first statement made an exclamation mark."""
+    for sentence in SENTENCE.finditer(text):
+        end = sentence.end() - 1
+        if text[end] == ".":
+            return text[:end] + "!" + text[end + 1 :]
+    return None
+
+
 PREFERENCES = {
     p.name: p
     for p in (
@@ -65,24 +111,28 @@ PREFERENCES = {
             "a list of at least three bullet or numbered lines",
             _is_list,
             "Answer with a numbered list.",
+            _as_list,
         ),
         Preference(
             "list-no-repeats",
             "a list of at least three bullet or numbered lines, none said twice, no phrase looping",
             _is_list_without_repeats,
             "Answer with a numbered list.",
+            lambda text: _as_list(text, unique=True),
         ),
         Preference(
             "brief",
             "5 to 50 words that end with a full stop, ! or ?",
             _is_brief,
             "Answer in one or two short sentences.",
+            _shortened,
         ),
         Preference(
             "exclaims",
             "contains an exclamation mark",
             _exclaims,
             "Answer with enthusiasm, with exclamation marks!",
+            _first_sentence_exclaimed,
         ),
     )
 }

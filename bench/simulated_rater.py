@@ -2,12 +2,14 @@
 
 Per prompt it chats with the live model, presses Regenerate up to a few times, and as soon as
 one answer has its trait and another has not, it picks the better one (a comparison); now and
-then it also gives a thumbs up or down. In the arena it asks for a battle and votes by its
+then it also gives a thumbs up or down. With `edits=True`, when no answer it read has the trait,
+it corrects the first one by hand instead of moving on (`Preference.edit`: one judgement, a DPO
+pair that differs only where the trait does). In the arena it asks for a battle and votes by its
 preference. Every judgement is a plain `POST` a UI or OpenAI-client user could send.
 
 `shuffled=True` makes a control rater: it sees the same pairs but picks a winner by coin flip
 (its training labels carry no preference), while its arena votes stay honest, so the gate
-faces a candidate trained on noise.
+faces a candidate trained on noise. A control rater makes no edits: an edit cannot be shuffled.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class RaterTally:
     judgements: int = 0
     comparisons: int = 0
     ratings: int = 0
+    edits: int = 0
     votes: int = 0
     answers_read: int = 0
     last_judgement_at: float = 0.0
@@ -43,6 +46,7 @@ class SimulatedRater:
         preference: Preference,
         *,
         shuffled: bool = False,
+        edits: bool = False,
         max_answers: int = 6,
         thumbs_every: int = 8,
         concurrency: int = 16,
@@ -52,6 +56,7 @@ class SimulatedRater:
         self.client = client
         self.preference = preference
         self.shuffled = shuffled
+        self.edits = edits and not shuffled
         self.max_answers = max_answers
         self.thumbs_every = thumbs_every
         self.concurrency = concurrency
@@ -78,7 +83,8 @@ class SimulatedRater:
         self.tally.last_judgement_at = time.perf_counter()
 
     async def _judge_prompt(self, prompt: str, budget: list[int]) -> None:
-        """Regenerate until one answer has the trait and one has not; then pick (and rate)."""
+        """Regenerate until one answer has the trait and one has not; then pick (and rate).
+        If none has it, edit the first one (with `edits`)."""
         answers = list(await asyncio.gather(self._ask(prompt), self._ask(prompt)))
         while True:
             texts = [a["choices"][0]["message"]["content"] or "" for a in answers]
@@ -87,8 +93,12 @@ class SimulatedRater:
             without = [a for a, trait in zip(answers, traits, strict=True) if not trait]
             if with_trait and without:
                 break
-            if len(answers) >= self.max_answers or budget[0] <= 0:
+            if budget[0] <= 0:
                 return  # a person stops regenerating once done judging, too
+            if len(answers) >= self.max_answers:
+                if self.edits and not with_trait:
+                    await self._edit(answers[0], budget)
+                return
             answers.append(await self._ask(prompt))
         if budget[0] <= 0:
             return
@@ -98,6 +108,23 @@ class SimulatedRater:
             await self._send_judgements(with_trait[0], without[0], budget)
         finally:
             self.posting -= 1
+
+    async def _edit(self, answer: dict, budget: list[int]) -> None:
+        """Correct an answer by hand, if the preference knows how (one judgement)."""
+        fixed = self.preference.edit(answer["choices"][0]["message"]["content"] or "")
+        if fixed is None or budget[0] <= 0:
+            return
+        budget[0] -= 1
+        self.posting += 1
+        try:
+            await self._post(
+                "/v1/feedback/edits",
+                {"completion_id": answer["id"], "content": fixed, "rater": self.name},
+            )
+        finally:
+            self.posting -= 1
+        self.tally.edits += 1
+        self._judged()
 
     async def _send_judgements(self, better: dict, worse: dict, budget: list[int]) -> None:
         """The pick between two answers, and now and then a thumb on one of them."""
@@ -143,7 +170,7 @@ class SimulatedRater:
                 await worker  # a worker's own error is raised here
 
     async def judge(self, prompts: list[str], count: int) -> None:
-        """Make exactly `count` judgements (comparisons and a few thumbs) on these prompts."""
+        """Make exactly `count` judgements (comparisons, a few thumbs, edits) on these prompts."""
         budget = [count]
         queue = list(prompts)
         self.rng.shuffle(queue)

@@ -30,6 +30,29 @@ def test_each_preference_tells_its_trait_apart():
     assert not PREFERENCES["exclaims"].has_trait(PROSE)
 
 
+CUT_PROSE = "Bees make honey. They visit flowers. Each hive has a queen. A worker bee lives only a"
+
+
+def test_an_edit_gives_an_answer_the_trait_with_the_smallest_change_a_person_would_make():
+    exclaimed = PREFERENCES["exclaims"].edit(CUT_PROSE)
+    assert exclaimed == CUT_PROSE.replace("honey.", "honey!")  # one character, nothing else
+    short = PREFERENCES["brief"].edit(CUT_PROSE)
+    assert short == "Bees make honey. They visit flowers. Each hive has a queen."  # tail dropped
+    assert PREFERENCES["brief"].edit("word " * 60 + "end. More.") is None  # no short first part
+    listed = PREFERENCES["list"].edit(CUT_PROSE)
+    assert listed == "1. Bees make honey.\n2. They visit flowers.\n3. Each hive has a queen."
+    assert PREFERENCES["list"].edit("One sentence. And two.") is None  # not three items
+    twice = "Bees buzz. Bees buzz. Bees fly. Bees sting."
+    assert PREFERENCES["list"].edit(twice).count("Bees buzz.") == 2
+    assert (
+        PREFERENCES["list-no-repeats"].edit(twice) == "1. Bees buzz.\n2. Bees fly.\n3. Bees sting."
+    )
+    for preference in PREFERENCES.values():  # whatever it returns, its own judge would pick it
+        fixed = preference.edit(CUT_PROSE)
+        assert fixed is not None and preference.judge(fixed, CUT_PROSE) == "a"
+    assert PREFERENCES["exclaims"].edit("Is it? Yes 3.5 it is") is None  # no full stop to change
+
+
 def test_votes_and_scores_follow_the_trait_ties_count_half():
     prefer_lists = PREFERENCES["list"]
     assert prefer_lists.judge(LIST, PROSE) == "a"

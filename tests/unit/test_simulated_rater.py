@@ -100,3 +100,42 @@ def test_the_rater_stops_its_battles_in_flight_once_the_gate_has_decided():
     rater, took = run_rater(arena, 3, 1, lambda rater: rater.vote_until(["Say hi."], decided))
     assert rater.tally.votes == arena.votes >= 3
     assert took < 10 and arena.cancelled > 0
+
+
+class PlainGateway:
+    """Every answer is plain prose without the rater's trait; judgements are recorded."""
+
+    def __init__(self) -> None:
+        self.ids = itertools.count()
+        self.posted: list[tuple[str, dict]] = []
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if request.url.path != "/v1/chat/completions":
+            self.posted.append((request.url.path, body))
+            return httpx.Response(200, json={"ok": True})
+        message = {"role": "assistant", "content": "It is fine. Really."}
+        answer = {"id": f"c{next(self.ids)}", "choices": [{"message": message}]}
+        return httpx.Response(200, json=answer)
+
+
+def test_a_rater_who_edits_fixes_an_answer_when_regenerating_brings_none_it_likes():
+    gateway = PlainGateway()
+    prompts = ["Say hi.", "Say bye."]
+
+    async def scenario() -> SimulatedRater:
+        transport = httpx.MockTransport(gateway)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            rater = SimulatedRater(
+                client, PREFERENCES["exclaims"], edits=True, max_answers=3, concurrency=2
+            )
+            await asyncio.wait_for(rater.judge(prompts, 5), 10)
+            return rater
+
+    rater = asyncio.run(scenario())
+    assert [path for path, _ in gateway.posted] == ["/v1/feedback/edits"] * 5
+    assert {body["content"] for _, body in gateway.posted} == {"It is fine! Really."}
+    edited = {body["completion_id"] for _, body in gateway.posted}
+    assert len(edited) == 5  # each edit corrects an answer of its own
+    assert rater.tally.edits == rater.tally.judgements == 5
+    assert rater.tally.answers_read >= 5 * 3  # it regenerated up to its limit before editing

@@ -370,21 +370,26 @@ def result_path(preference: str, control: bool, seed: int, edits: bool = False) 
     return RESULTS / f"{preference}{suffix}{f'-seed{seed}' if seed else ''}.json"
 
 
+def rater_kind(result: dict[str, Any]) -> str:
+    """The preference, and whether its rater also edited: runs that differ in it are no repeats."""
+    return result["preference"] + (" (edits)" if result["settings"].get("edits") else "")
+
+
 def run_name(result: dict[str, Any]) -> str:
     seed = result["settings"].get("seed", 0)
     shuffled = " (shuffled)" if result["control"] else ""
-    edits = " (edits)" if result["settings"].get("edits") else ""
-    return result["preference"] + shuffled + edits + (f" seed {seed}" if seed else "")
+    return rater_kind(result) + shuffled + (f" seed {seed}" if seed else "")
 
 
 def repeat_summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per preference and round, over its runs with honest labels: win rate min and median,
-    the slowest turnaround, and the lowest 512-token health beside the base (where measured)."""
+    """Per preference (and rater kind) and round, over its runs with honest labels: win rate
+    min and median, the slowest turnaround, and the lowest 512-token health beside the base
+    (where measured)."""
     groups: dict[tuple[str, int], list[tuple[dict, dict]]] = {}
     for r in results:
         if not r["control"]:
             for x in r["rounds"]:
-                groups.setdefault((r["preference"], x["round"]), []).append((r, x))
+                groups.setdefault((rater_kind(r), x["round"]), []).append((r, x))
     rows = []
     for (preference, number), runs in sorted(groups.items()):
         rates = [x["held_out_win_rate"] for _, x in runs]

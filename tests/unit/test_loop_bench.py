@@ -146,6 +146,12 @@ def test_repeats_keep_their_own_files_and_sum_up_as_min_and_median_per_round():
     ]
     first, second = repeat_summary(runs)
     assert (first["round"], first["runs"], first["win_rate_min"]) == (1, 3, 0.70)
+    editing = _run("list", [0.9], seed=3)
+    editing["settings"]["edits"] = True  # a rater who also edits: its own kind, no repeat
+    assert result_path("list", False, 3, edits=True).name == "list-edits-seed3.json"
+    assert run_name(editing) == "list (edits) seed 3"
+    by_kind = {(row["preference"], row["round"]): row for row in repeat_summary([*runs, editing])}
+    assert by_kind["list", 1]["runs"] == 3 and by_kind["list (edits)", 1]["runs"] == 1
     assert first["win_rate_median"] == 0.80
     assert second["win_rate_median"] == 0.91 and second["slowest_turnaround_s"] == 200.0
     assert round(second["worst_long_health_vs_base"], 2) == -0.05

@@ -76,12 +76,32 @@ def sentences(text: str) -> list[str]:
     return [m.group().strip() for m in SENTENCE.finditer(text) if m.group().strip()]
 
 
+CLAUSE_BREAK = re.compile(r"(?<=\w)[,;:]\s|\s[-–—]\s")
+LIST_WORDS = 40
+LIST_ITEMS = 4
+
+
+def _point(sentence: str) -> str:
+    """A sentence as a list item: its main clause, if that says something (4 words or more)."""
+    clause = CLAUSE_BREAK.split(sentence, maxsplit=1)[0].rstrip(".!?")
+    return (clause if len(clause.split()) >= 4 else sentence.rstrip(".!?")) + "."
+
+
 def _as_list(text: str, unique: bool = False) -> str | None:
-    """The answer's sentences as a numbered list (each said once, if `unique`)."""
-    lines = sentences(text)
-    if unique:
-        lines = list(dict.fromkeys(lines))
-    return "\n".join(f"{i}. {line}" for i, line in enumerate(lines, 1)) if len(lines) >= 3 else None
+    """The answer as a short numbered list: the main clause of each of its first sentences, up
+    to four points and 40 words (each point said once, if `unique`).
+
+    Short, as a person writes a list, and short enough that the whole list and its end fit in
+    the loop's 96-token training cut: edits that kept whole sentences were cut before the list
+    ended, so the adapter learnt lists that never end, and looped at length as its base does."""
+    points: list[str] = []
+    for point in map(_point, sentences(text)):
+        if unique and point in points:
+            continue
+        if len(points) == LIST_ITEMS or len(WORD.findall(" ".join([*points, point]))) > LIST_WORDS:
+            break
+        points.append(point)
+    return "\n".join(f"{i}. {p}" for i, p in enumerate(points, 1)) if len(points) >= 3 else None
 
 
 def _shortened(text: str) -> str | None:

@@ -3,9 +3,9 @@
 Per prompt it chats with the live model, presses Regenerate up to a few times, and as soon as
 one answer has its trait and another has not, it picks the better one (a comparison); now and
 then it also gives a thumbs up or down. With `edits=True`, when no answer it read has the trait,
-it corrects the first one by hand instead of moving on (`Preference.edit`: one judgement, a DPO
-pair that differs only where the trait does). In the arena it asks for a battle and votes by its
-preference. Every judgement is a plain `POST` a UI or OpenAI-client user could send.
+it corrects by hand the first one it can instead of moving on (`Preference.edit`: one judgement,
+a DPO pair that differs only where the trait does). In the arena it asks for a battle and votes
+by its preference. Every judgement is a plain `POST` a UI or OpenAI-client user could send.
 
 `shuffled=True` makes a control rater: it sees the same pairs but picks a winner by coin flip
 (its training labels carry no preference), while its arena votes stay honest, so the gate
@@ -97,7 +97,7 @@ class SimulatedRater:
                 return  # a person stops regenerating once done judging, too
             if len(answers) >= self.max_answers:
                 if self.edits and not with_trait:
-                    await self._edit(answers[0], budget)
+                    await self._edit(answers, budget)
                 return
             answers.append(await self._ask(prompt))
         if budget[0] <= 0:
@@ -109,10 +109,15 @@ class SimulatedRater:
         finally:
             self.posting -= 1
 
-    async def _edit(self, answer: dict, budget: list[int]) -> None:
-        """Correct an answer by hand, if the preference knows how (one judgement)."""
-        fixed = self.preference.edit(answer["choices"][0]["message"]["content"] or "")
-        if fixed is None or budget[0] <= 0:
+    async def _edit(self, answers: list[dict], budget: list[int]) -> None:
+        """Correct by hand the first answer the preference knows how to fix (one judgement)."""
+        for answer in answers:
+            fixed = self.preference.edit(answer["choices"][0]["message"]["content"] or "")
+            if fixed is not None:
+                break
+        else:
+            return
+        if budget[0] <= 0:
             return
         budget[0] -= 1
         self.posting += 1

@@ -47,6 +47,19 @@ def test_an_edit_gives_an_answer_the_trait_with_the_smallest_change_a_person_wou
     assert (
         PREFERENCES["list-no-repeats"].edit(twice) == "1. Bees buzz.\n2. Bees fly.\n3. Bees sting."
     )
+    long_prose = (
+        "Honey bees make honey, which they store in wax combs. So do wasps. They visit many flowers"
+        " every day; a hive can visit millions. Each hive has one queen. Drones do not sting."
+        " Workers build the comb."
+    )
+    assert PREFERENCES["list"].edit(long_prose) == (
+        "1. Honey bees make honey.\n2. So do wasps.\n3. They visit many flowers every day.\n"
+        "4. Each hive has one queen."
+    )  # main clauses (a short one kept whole), four points at most: a list that ends
+    wordy = " ".join(
+        f"Sentence {n} has twelve words and no break in its main clause." for n in range(6)
+    )
+    assert PREFERENCES["list"].edit(wordy).splitlines()[-1].startswith("3.")  # 40 words at most
     for preference in PREFERENCES.values():  # whatever it returns, its own judge would pick it
         fixed = preference.edit(CUT_PROSE)
         assert fixed is not None and preference.judge(fixed, CUT_PROSE) == "a"

@@ -105,8 +105,9 @@ def test_the_rater_stops_its_battles_in_flight_once_the_gate_has_decided():
 class PlainGateway:
     """Every answer is plain prose without the rater's trait; judgements are recorded."""
 
-    def __init__(self) -> None:
+    def __init__(self, texts: tuple[str, ...] = ("It is fine. Really.",)) -> None:
         self.ids = itertools.count()
+        self.texts = itertools.cycle(texts)
         self.posted: list[tuple[str, dict]] = []
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -114,28 +115,38 @@ class PlainGateway:
         if request.url.path != "/v1/chat/completions":
             self.posted.append((request.url.path, body))
             return httpx.Response(200, json={"ok": True})
-        message = {"role": "assistant", "content": "It is fine. Really."}
+        message = {"role": "assistant", "content": next(self.texts)}
         answer = {"id": f"c{next(self.ids)}", "choices": [{"message": message}]}
         return httpx.Response(200, json=answer)
 
 
-def test_a_rater_who_edits_fixes_an_answer_when_regenerating_brings_none_it_likes():
-    gateway = PlainGateway()
-    prompts = ["Say hi.", "Say bye."]
-
+def _editing_rater(gateway: PlainGateway, prompts: list[str], count: int) -> SimulatedRater:
     async def scenario() -> SimulatedRater:
         transport = httpx.MockTransport(gateway)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
             rater = SimulatedRater(
                 client, PREFERENCES["exclaims"], edits=True, max_answers=3, concurrency=2
             )
-            await asyncio.wait_for(rater.judge(prompts, 5), 10)
+            await asyncio.wait_for(rater.judge(prompts, count), 10)
             return rater
 
-    rater = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_a_rater_who_edits_fixes_an_answer_when_regenerating_brings_none_it_likes():
+    gateway = PlainGateway()
+    rater = _editing_rater(gateway, ["Say hi.", "Say bye."], 5)
     assert [path for path, _ in gateway.posted] == ["/v1/feedback/edits"] * 5
     assert {body["content"] for _, body in gateway.posted} == {"It is fine! Really."}
     edited = {body["completion_id"] for _, body in gateway.posted}
     assert len(edited) == 5  # each edit corrects an answer of its own
     assert rater.tally.edits == rater.tally.judgements == 5
     assert rater.tally.answers_read >= 5 * 3  # it regenerated up to its limit before editing
+
+
+def test_a_rater_who_edits_fixes_the_first_answer_it_can_not_just_the_first():
+    gateway = PlainGateway(texts=("Fine", "It is fine. Really.", "Fine"))  # "Fine": no full stop
+    _editing_rater(gateway, ["Say hi."], 1)
+    [(path, body)] = gateway.posted
+    assert path == "/v1/feedback/edits" and body["content"] == "It is fine! Really."
+    assert int(body["completion_id"].removeprefix("c")) % 3 == 1  # the fixable one of each three

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from bench.answer_health import repeats_itself
 
-LIST_LINE = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S", re.MULTILINE)
+LIST_LINE = re.compile(r"^[ \t]*(?:[-*•]|\d+[.)])[ \t]+\S", re.MULTILINE)
+"""A bullet or numbered line with something on it: an empty "2." is no item."""
 WORD = re.compile(r"\b\w+\b")
 SENTENCE = re.compile(r"[^.!?]*[.!?]+(?=\s|$)")
 """A finished sentence: text up to `.`, `!` or `?` followed by a space or the end."""

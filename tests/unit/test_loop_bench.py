@@ -22,6 +22,7 @@ def test_each_preference_tells_its_trait_apart():
     assert not careful.has_trait("1. Smile\n2. Laugh\n3. smile")  # an item named twice
     assert not careful.has_trait("- a\n- b\n- " + "we run far and " * 4)  # a looping phrase
     assert PREFERENCES["list"].has_trait("1. Smile\n2. Laugh\n3. smile")
+    assert not PREFERENCES["list"].has_trait("1. Friendship\n2. \n3. \n4. \n5. ")  # empty items
     assert PREFERENCES["brief"].has_trait(PROSE)
     assert not PREFERENCES["brief"].has_trait("word " * 60 + ".")
     assert not PREFERENCES["brief"].has_trait("Too short.")  # under 5 words

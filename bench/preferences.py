@@ -95,24 +95,26 @@ def _as_list(text: str, unique: bool = False) -> str | None:
     Short, as a person writes a list, and short enough that the whole list and its end fit in
     the loop's 96-token training cut: edits that kept whole sentences were cut before the list
     ended, so the adapter learnt lists that never end, and looped at length as its base does."""
-    points: list[str] = []
-    for point in map(_point, sentences(text)):
-        if unique and point in points:
-            continue
-        if len(points) == LIST_ITEMS or len(WORD.findall(" ".join([*points, point]))) > LIST_WORDS:
-            break
-        points.append(point)
+    points = [_point(sentence) for sentence in sentences(text)]
+    if unique:
+        points = list(dict.fromkeys(points))
+    points = _first_within(points, LIST_WORDS)[:LIST_ITEMS]
     return "\n".join(f"{i}. {p}" for i, p in enumerate(points, 1)) if len(points) >= 3 else None
+
+
+def _first_within(parts: list[str], words: int) -> list[str]:
+    """The first parts, as many as fit in `words` words together."""
+    kept: list[str] = []
+    for part in parts:
+        if len(WORD.findall(" ".join([*kept, part]))) > words:
+            break
+        kept.append(part)
+    return kept
 
 
 def _shortened(text: str) -> str | None:
     """The answer's first sentences, as many as fit in 50 words."""
-    kept: list[str] = []
-    for sentence in sentences(text):
-        if len(WORD.findall(" ".join([*kept, sentence]))) > 50:
-            break
-        kept.append(sentence)
-    return " ".join(kept) or None
+    return " ".join(_first_within(sentences(text), 50)) or None
 
 
 def _first_sentence_exclaimed(text: str) -> str | None:

@@ -111,13 +111,13 @@ class SimulatedRater:
 
     async def _edit(self, answers: list[dict], budget: list[int]) -> None:
         """Correct by hand the first answer the preference knows how to fix (one judgement)."""
+        if budget[0] <= 0:
+            return
         for answer in answers:
             fixed = self.preference.edit(answer["choices"][0]["message"]["content"] or "")
             if fixed is not None:
                 break
         else:
-            return
-        if budget[0] <= 0:
             return
         budget[0] -= 1
         self.posting += 1

@@ -146,6 +146,19 @@ def side_by_side(prompts, tuned, base, count: int = 4) -> list[dict[str, str]]:
     ][:count]
 
 
+def misses(
+    preference: Preference, prompts: list[str], tuned: list[list[dict[str, Any]]], count: int = 8
+) -> list[dict[str, str]]:
+    """Tuned answers the preference rejects, the first of each prompt, spread over the prompts:
+    what the judge saw where the win rate falls short (no list, a list naming an item twice)."""
+    found = [
+        {"prompt": prompt, "tuned": miss[0]}
+        for prompt, answers in zip(prompts, tuned, strict=True)
+        if (miss := [a["text"] for a in answers if not preference.has_trait(a["text"])])
+    ]
+    return found[:: max(1, len(found) // count)][:count]
+
+
 # -- the gateway's state, as any client sees it ------------------------------------------------
 
 
@@ -332,6 +345,7 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
                         "arena_s": round(time.perf_counter() - voting, 1),
                         "gate": {"action": decision["action"], "reason": decision["reason"]},
                         "samples": side_by_side(held_out, tuned, base),
+                        "misses": misses(preference, held_out, tuned),
                         "final_eval": [r for r in job["metrics"] if "eval_loss" in r][-1:],
                     }
                 )

@@ -6,7 +6,7 @@ A wrong check here would make bench/loop.py report a model as better or healthie
 from __future__ import annotations
 
 from bench.answer_health import ends_cleanly, has_repeated_line, is_healthy, is_repetitive
-from bench.loop import fault_shares, healthy_share, long_health, win_rate
+from bench.loop import fault_shares, healthy_share, long_health, misses, win_rate
 from bench.preferences import PREFERENCES
 from bench.prompts import SUBJECTS, held_out_prompts, train_prompts
 from bench.trait_health import health_by_trait
@@ -202,3 +202,13 @@ def test_trait_health_splits_answers_by_the_trait_and_names_their_faults():
     nothing = health_by_trait(PREFERENCES["list"], [answers[2]])["with_trait"]
     assert nothing == {"answers": 0, "healthy": None, "faults": {}}
     assert all(p.ask for p in PREFERENCES.values())
+
+
+def test_misses_show_the_first_rejected_answer_of_each_prompt_spread_over_the_prompts():
+    exclaims = PREFERENCES["exclaims"]
+    prompts = [f"p{i}" for i in range(20)]
+    tuned = [[{"text": "Yes!"}, {"text": f"no {i}."}, {"text": "no again."}] for i in range(20)]
+    tuned[0] = [{"text": "All good!"}]  # nothing rejected for this prompt
+    shown = misses(exclaims, prompts, tuned, count=4)
+    assert [m["prompt"] for m in shown] == ["p1", "p5", "p9", "p13"]
+    assert shown[0]["tuned"] == "no 1."

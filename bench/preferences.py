@@ -22,8 +22,11 @@ from dataclasses import dataclass
 
 from bench.answer_health import repeats_itself
 
-LIST_LINE = re.compile(r"^[ \t]*(?:[-*•]|\d+[.)])[ \t]+\S", re.MULTILINE)
+LIST_MARKER = re.compile(r"^[ \t]*(?:[-*•]|\d+[.)])[ \t]+", re.MULTILINE)
+LIST_LINE = re.compile(LIST_MARKER.pattern + r"\S", re.MULTILINE)
 """A bullet or numbered line with something on it: an empty "2." is no item."""
+NUMBER_ONLY = re.compile(r"[ \t]*\d+\.")
+"""A line up to a full stop that is only a list number ("2."): no sentence ends there."""
 WORD = re.compile(r"\b\w+\b")
 SENTENCE = re.compile(r"[^.!?]*[.!?]+(?=\s|$)")
 """A finished sentence: text up to `.`, `!` or `?` followed by a space or the end."""
@@ -77,6 +80,19 @@ def sentences(text: str) -> list[str]:
     return [m.group().strip() for m in SENTENCE.finditer(text) if m.group().strip()]
 
 
+def statements(text: str) -> list[str]:
+    """What a person keeps of an answer to rewrite it as a list: the finished sentences of each
+    line, its list numbers and bullets dropped, two words or more (a stray "2." says nothing).
+    Without this, an answer that already was a short list came back numbered twice, its old
+    numbers as items ("1. 1.", "3. 2."), and the adapter learnt exactly that."""
+    return [
+        sentence
+        for line in text.splitlines()
+        for sentence in sentences(LIST_MARKER.sub("", line))
+        if len(WORD.findall(sentence)) >= 2
+    ]
+
+
 CLAUSE_BREAK = re.compile(r"(?<=\w)[,;:]\s|\s[-–—]\s")
 LIST_WORDS = 40
 LIST_ITEMS = 4
@@ -95,7 +111,7 @@ def _as_list(text: str, unique: bool = False) -> str | None:
     Short, as a person writes a list, and short enough that the whole list and its end fit in
     the loop's 96-token training cut: edits that kept whole sentences were cut before the list
     ended, so the adapter learnt lists that never end, and looped at length as its base does."""
-    points = [_point(sentence) for sentence in sentences(text)]
+    points = [_point(sentence) for sentence in statements(text)]
     if unique:
         points = list(dict.fromkeys(points))
     points = _first_within(points, LIST_WORDS)[:LIST_ITEMS]
@@ -118,10 +134,12 @@ def _shortened(text: str) -> str | None:
 
 
 def _first_sentence_exclaimed(text: str) -> str | None:
-    """The answer with the full stop of its first statement made an exclamation mark."""
+    """The answer with the full stop of its first statement made an exclamation mark (not the
+    full stop of a list number: "1!" is no exclamation)."""
     for sentence in SENTENCE.finditer(text):
         end = sentence.end() - 1
-        if text[end] == ".":
+        line_start = text.rfind("\n", 0, end) + 1
+        if text[end] == "." and not NUMBER_ONLY.fullmatch(text, line_start, end + 1):
             return text[:end] + "!" + text[end + 1 :]
     return None
 

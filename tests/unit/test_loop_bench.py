@@ -67,6 +67,16 @@ def test_an_edit_gives_an_answer_the_trait_with_the_smallest_change_a_person_wou
     assert PREFERENCES["exclaims"].edit("Is it? Yes 3.5 it is") is None  # no full stop to change
 
 
+def test_an_answer_that_is_already_a_list_is_edited_by_its_content_not_its_numbers():
+    listed = "Some facts:\n1. Bees make honey.\n2. Bees make honey.\n3. 3. Each hive has a queen."
+    assert PREFERENCES["list-no-repeats"].edit(listed + "\n4. They sting.") == (
+        "1. Bees make honey.\n2. Each hive has a queen.\n3. They sting."
+    )  # no "1. 1." or "3. 2.": old numbers are no items, and the intro is no statement
+    assert PREFERENCES["list-no-repeats"].edit(listed) is None  # two points said once: no fix
+    assert PREFERENCES["exclaims"].edit(listed) == listed.replace("honey.", "honey!", 1)
+    assert PREFERENCES["exclaims"].edit("1.\n2. It is late.") == "1.\n2. It is late!"
+
+
 def test_votes_and_scores_follow_the_trait_ties_count_half():
     prefer_lists = PREFERENCES["list"]
     assert prefer_lists.judge(LIST, PROSE) == "a"

@@ -28,6 +28,7 @@ LIST_LINE = re.compile(LIST_MARKER.pattern + r"\S", re.MULTILINE)
 NUMBER_ONLY = re.compile(r"[ \t]*\d+\.")
 """A line up to a full stop that is only a list number ("2."): no sentence ends there."""
 WORD = re.compile(r"\b\w+\b")
+CLEAN_END = (".", "!", "?", '"', ")")
 SENTENCE = re.compile(r"[^.!?]*[.!?]+(?=\s|$)")
 """A finished sentence: text up to `.`, `!` or `?` followed by a space or the end."""
 
@@ -84,13 +85,20 @@ def statements(text: str) -> list[str]:
     """What a person keeps of an answer to rewrite it as a list: the finished sentences of each
     line, its list numbers and bullets dropped, two words or more (a stray "2." says nothing).
     Without this, an answer that already was a short list came back numbered twice, its old
-    numbers as items ("1. 1.", "3. 2."), and the adapter learnt exactly that."""
-    return [
-        sentence
-        for line in text.splitlines()
-        for sentence in sentences(LIST_MARKER.sub("", line))
-        if len(WORD.findall(sentence)) >= 2
-    ]
+    numbers as items ("1. 1.", "3. 2."), and the adapter learnt exactly that.
+
+    A line with no full stop is a statement too when another line follows it (a poem's line, a
+    bullet without one), unless it ends with ":" (an intro or a heading): without poem lines, a
+    poem could not be edited into a list, and the adapter numbered empty lines for poems."""
+    lines = [LIST_MARKER.sub("", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    kept = []
+    for i, line in enumerate(lines):
+        finished = sentences(line)
+        if not finished and i < len(lines) - 1 and not line.endswith(":"):
+            finished = [line.rstrip(",;-–— ")]
+        kept += [s for s in finished if len(WORD.findall(s)) >= 2]
+    return kept
 
 
 CLAUSE_BREAK = re.compile(r"(?<=\w)[,;:]\s|\s[-–—]\s")
@@ -116,6 +124,35 @@ def _as_list(text: str, unique: bool = False) -> str | None:
         points = list(dict.fromkeys(points))
     points = _first_within(points, LIST_WORDS)[:LIST_ITEMS]
     return "\n".join(f"{i}. {p}" for i, p in enumerate(points, 1)) if len(points) >= 3 else None
+
+
+def _loop_cut(text: str) -> str | None:
+    """A list with its loop deleted, as a person would fix it by hand: the answer's lines up to
+    the first one that says again what was said (or up to four items and 40 words, so the edit
+    and its end fit in the loop's training cut), blank and empty-numbered lines at the end
+    dropped. The edit is a prefix of the answer, so the pair it makes differs only in the loop:
+    where the list should have stopped."""
+    kept: list[str] = []
+    items = 0
+    for line in text.splitlines():
+        is_item = bool(LIST_LINE.match(line))
+        longer = "\n".join([*kept, line])
+        too_long = items == LIST_ITEMS or len(WORD.findall(longer)) > LIST_WORDS
+        if repeats_itself(longer) or (is_item and too_long):
+            break
+        kept.append(line)
+        items += is_item
+    else:
+        return None  # nothing to cut: no loop, or a list short enough already
+    while kept and not LIST_LINE.match(kept[-1]) and not kept[-1].strip().endswith(CLEAN_END):
+        kept.pop()
+    return "\n".join(kept).rstrip() or None
+
+
+def _list_without_repeats(text: str) -> str | None:
+    """The loop of a list cut, if that leaves a list; else the answer rewritten as a list."""
+    cut = _loop_cut(text)
+    return cut if cut is not None and _is_list_without_repeats(cut) else _as_list(text, unique=True)
 
 
 def _first_within(parts: list[str], words: int) -> list[str]:
@@ -159,7 +196,7 @@ PREFERENCES = {
             "a list of at least three bullet or numbered lines, none said twice, no phrase looping",
             _is_list_without_repeats,
             "Answer with a numbered list.",
-            lambda text: _as_list(text, unique=True),
+            _list_without_repeats,
         ),
         Preference(
             "brief",

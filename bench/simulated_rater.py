@@ -4,7 +4,8 @@ Per prompt it chats with the live model, presses Regenerate up to a few times, a
 one answer has its trait and another has not, it picks the better one (a comparison); now and
 then it also gives a thumbs up or down. With `edits=True`, when no answer it read has the trait,
 it corrects by hand the first one it can instead of moving on (`Preference.edit`: one judgement,
-a DPO pair that differs only where the trait does). In the arena it asks for a battle and votes
+a DPO pair that differs only where the trait does), and an answer that loops, if deleting the
+loop gives it the trait, it cuts as soon as it reads it. In the arena it asks for a battle and votes
 by its preference. Every judgement is a plain `POST` a UI or OpenAI-client user could send.
 
 `shuffled=True` makes a control rater: it sees the same pairs but picks a winner by coin flip
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from bench.answer_health import repeats_itself
 from bench.preferences import Preference
 
 SAMPLING = {"max_tokens": 128, "temperature": 0.7}
@@ -84,13 +86,17 @@ class SimulatedRater:
 
     async def _judge_prompt(self, prompt: str, budget: list[int]) -> None:
         """Regenerate until one answer has the trait and one has not; then pick (and rate).
-        If none has it, edit the first one (with `edits`)."""
+        With `edits`: cut a loop as soon as one is read; if no answer has the trait, edit one."""
         answers = list(await asyncio.gather(self._ask(prompt), self._ask(prompt)))
         while True:
             texts = [a["choices"][0]["message"]["content"] or "" for a in answers]
             traits = [self.preference.has_trait(t) for t in texts]
             with_trait = [a for a, trait in zip(answers, traits, strict=True) if trait]
             without = [a for a, trait in zip(answers, traits, strict=True) if not trait]
+            cut = self._loop_to_cut(answers, texts) if self.edits else None
+            if cut is not None:
+                await self._send_edit(*cut, budget)
+                return
             if with_trait and without:
                 break
             if budget[0] <= 0:
@@ -109,15 +115,26 @@ class SimulatedRater:
         finally:
             self.posting -= 1
 
+    def _loop_to_cut(self, answers: list[dict], texts: list[str]) -> tuple[dict, str] | None:
+        """An answer that loops and whose fix only deletes the loop: a person who edits deletes
+        a loop on sight rather than regenerate, and the pair differs only where it should stop."""
+        for answer, text in zip(answers, texts, strict=True):
+            if repeats_itself(text) and not self.preference.has_trait(text):
+                fixed = self.preference.edit(text)
+                if fixed is not None and text.startswith(fixed):
+                    return answer, fixed
+        return None
+
     async def _edit(self, answers: list[dict], budget: list[int]) -> None:
         """Correct by hand the first answer the preference knows how to fix (one judgement)."""
-        if budget[0] <= 0:
-            return
         for answer in answers:
             fixed = self.preference.edit(answer["choices"][0]["message"]["content"] or "")
             if fixed is not None:
-                break
-        else:
+                await self._send_edit(answer, fixed, budget)
+                return
+
+    async def _send_edit(self, answer: dict, fixed: str, budget: list[int]) -> None:
+        if budget[0] <= 0:
             return
         budget[0] -= 1
         self.posting += 1

@@ -77,6 +77,22 @@ def test_an_answer_that_is_already_a_list_is_edited_by_its_content_not_its_numbe
     assert PREFERENCES["exclaims"].edit("1.\n2. It is late.") == "1.\n2. It is late!"
 
 
+def test_a_looping_list_is_edited_by_deleting_its_loop_a_poem_by_numbering_its_lines():
+    careful = PREFERENCES["list-no-repeats"]
+    looping = "Tips:\n1. Sleep well.\n2. Eat well.\n3. Walk daily.\n4. Sleep well.\n5. Eat"
+    assert careful.edit(looping) == "Tips:\n1. Sleep well.\n2. Eat well.\n3. Walk daily."
+    long_list = "\n".join(f"{n}. Item number {n} is here." for n in range(1, 9)) + "\n1. Item"
+    long_list += "\n" + "Item number one is here. " * 4  # a loop after eight items
+    cut = careful.edit(long_list)
+    assert long_list.startswith(cut) and cut.splitlines()[-1].startswith("4.")  # four at most
+    stalled = "1. Sleep well.\n2. Sleep well.\n3. Walk daily.\n4. Read books."  # loops at item 2
+    assert careful.edit(stalled) == "1. Sleep well.\n2. Walk daily.\n3. Read books."  # rewritten
+    poem = "Green leaves drink light,\nRoots drink the rain,\nSugar made from air,\nand so"
+    assert careful.edit(poem) == (
+        "1. Green leaves drink light.\n2. Roots drink the rain.\n3. Sugar made from air."
+    )  # its lines, the cut-off last one dropped
+
+
 def test_votes_and_scores_follow_the_trait_ties_count_half():
     prefer_lists = PREFERENCES["list"]
     assert prefer_lists.judge(LIST, PROSE) == "a"

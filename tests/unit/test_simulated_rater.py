@@ -120,12 +120,14 @@ class PlainGateway:
         return httpx.Response(200, json=answer)
 
 
-def _editing_rater(gateway: PlainGateway, prompts: list[str], count: int) -> SimulatedRater:
+def _editing_rater(
+    gateway: PlainGateway, prompts: list[str], count: int, preference: str = "exclaims"
+) -> SimulatedRater:
     async def scenario() -> SimulatedRater:
         transport = httpx.MockTransport(gateway)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
             rater = SimulatedRater(
-                client, PREFERENCES["exclaims"], edits=True, max_answers=3, concurrency=2
+                client, PREFERENCES[preference], edits=True, max_answers=3, concurrency=2
             )
             await asyncio.wait_for(rater.judge(prompts, count), 10)
             return rater
@@ -150,3 +152,21 @@ def test_a_rater_who_edits_fixes_the_first_answer_it_can_not_just_the_first():
     [(path, body)] = gateway.posted
     assert path == "/v1/feedback/edits" and body["content"] == "It is fine! Really."
     assert int(body["completion_id"].removeprefix("c")) % 3 == 1  # the fixable one of each three
+
+
+LOOPING_LIST = "1. Bees buzz.\n2. Bees fly far.\n3. Bees make honey.\n4. Bees buzz.\n5. Bees"
+GOOD_LIST = "1. Cats purr.\n2. Cats sleep a lot.\n3. Cats hunt mice."
+
+
+def test_a_rater_who_edits_deletes_a_loop_as_soon_as_it_reads_one_instead_of_picking():
+    gateway = PlainGateway(texts=(GOOD_LIST, LOOPING_LIST))
+    rater = _editing_rater(gateway, ["Tell me about bees."], 1, "list-no-repeats")
+    [(path, body)] = gateway.posted
+    assert path == "/v1/feedback/edits" and body["completion_id"] == "c1"
+    assert body["content"] == "1. Bees buzz.\n2. Bees fly far.\n3. Bees make honey."
+    assert rater.tally.answers_read == 2 * 2  # two workers, two answers each: none regenerated
+    loops = PlainGateway(texts=(LOOPING_LIST,))
+    rater = _editing_rater(loops, ["Tell me about bees."], 1)  # `exclaims`: its fix is no cut
+    [(path, body)] = loops.posted
+    assert body["content"] == LOOPING_LIST.replace("buzz.", "buzz!", 1)
+    assert rater.tally.answers_read >= 3  # regenerated to its limit first, as before

@@ -9,6 +9,10 @@ the rater may then edit an answer (`Preference.edit`: the smallest change that g
 as a person would make it in the Chat tab's editor), and that edit is one judgement. An edit whose
 result the preference itself would not pick is never sent.
 
+An answer that loops is the one exception to "only when regenerating fails": a person who edits
+deletes a loop on sight, and for `list-no-repeats` that edit is the list cut where it starts to
+repeat (`_loop_cut`), a pair that differs only where the list should have stopped.
+
 `list-no-repeats` is `list` as a person would judge it: tuned towards any list, the model
 learnt lists that name an item twice and loop on at length (docs/benchmarks.md, "What the
 `list` collapse is"); a person would not pick those, so this rater does not either.
@@ -29,6 +33,7 @@ NUMBER_ONLY = re.compile(r"[ \t]*\d+\.")
 """A line up to a full stop that is only a list number ("2."): no sentence ends there."""
 WORD = re.compile(r"\b\w+\b")
 CLEAN_END = (".", "!", "?", '"', ")")
+"""How a finished line ends: a cut list keeps no heading or half line after its last item."""
 SENTENCE = re.compile(r"[^.!?]*[.!?]+(?=\s|$)")
 """A finished sentence: text up to `.`, `!` or `?` followed by a space or the end."""
 
@@ -92,7 +97,7 @@ def statements(text: str) -> list[str]:
     poem could not be edited into a list, and the adapter numbered empty lines for poems."""
     lines = [LIST_MARKER.sub("", line).strip() for line in text.splitlines()]
     lines = [line for line in lines if line]
-    kept = []
+    kept: list[str] = []
     for i, line in enumerate(lines):
         finished = sentences(line)
         if not finished and i < len(lines) - 1 and not line.endswith(":"):

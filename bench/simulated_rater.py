@@ -29,6 +29,11 @@ from bench.preferences import Preference
 SAMPLING = {"max_tokens": 128, "temperature": 0.7}
 
 
+def answer_text(answer: dict) -> str:
+    """The text of a chat completion ("" for an empty one)."""
+    return answer["choices"][0]["message"]["content"] or ""
+
+
 @dataclass
 class RaterTally:
     judgements: int = 0
@@ -89,11 +94,11 @@ class SimulatedRater:
         With `edits`: cut a loop as soon as one is read; if no answer has the trait, edit one."""
         answers = list(await asyncio.gather(self._ask(prompt), self._ask(prompt)))
         while True:
-            texts = [a["choices"][0]["message"]["content"] or "" for a in answers]
+            texts = [answer_text(a) for a in answers]
             traits = [self.preference.has_trait(t) for t in texts]
             with_trait = [a for a, trait in zip(answers, traits, strict=True) if trait]
             without = [a for a, trait in zip(answers, traits, strict=True) if not trait]
-            cut = self._loop_to_cut(answers, texts) if self.edits else None
+            cut = self._loop_to_cut(answers, texts, traits) if self.edits else None
             if cut is not None:
                 await self._send_edit(*cut, budget)
                 return
@@ -115,11 +120,13 @@ class SimulatedRater:
         finally:
             self.posting -= 1
 
-    def _loop_to_cut(self, answers: list[dict], texts: list[str]) -> tuple[dict, str] | None:
+    def _loop_to_cut(
+        self, answers: list[dict], texts: list[str], traits: list[bool]
+    ) -> tuple[dict, str] | None:
         """An answer that loops and whose fix only deletes the loop: a person who edits deletes
         a loop on sight rather than regenerate, and the pair differs only where it should stop."""
-        for answer, text in zip(answers, texts, strict=True):
-            if repeats_itself(text) and not self.preference.has_trait(text):
+        for answer, text, trait in zip(answers, texts, traits, strict=True):
+            if not trait and repeats_itself(text):
                 fixed = self.preference.edit(text)
                 if fixed is not None and text.startswith(fixed):
                     return answer, fixed
@@ -128,12 +135,13 @@ class SimulatedRater:
     async def _edit(self, answers: list[dict], budget: list[int]) -> None:
         """Correct by hand the first answer the preference knows how to fix (one judgement)."""
         for answer in answers:
-            fixed = self.preference.edit(answer["choices"][0]["message"]["content"] or "")
+            fixed = self.preference.edit(answer_text(answer))
             if fixed is not None:
                 await self._send_edit(answer, fixed, budget)
                 return
 
     async def _send_edit(self, answer: dict, fixed: str, budget: list[int]) -> None:
+        """Send one edit, if the budget has a judgement left (one judgement)."""
         if budget[0] <= 0:
             return
         budget[0] -= 1

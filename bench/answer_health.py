@@ -42,6 +42,28 @@ def repeats_itself(text: str) -> bool:
     return has_repeated_line(text) or is_repetitive(text)
 
 
+BREAK = re.compile(r"[.!?](?=\s|$)|\n")
+"""Where a person deleting a loop would cut: after a finished sentence or at a line's end."""
+
+
+def before_the_loop(text: str) -> str | None:
+    """An answer that repeats itself, cut where its loop starts, as a person deletes a loop: up
+    to the last finished sentence or line before one said again or a looping phrase (None if
+    it does not loop, or loops from its first sentence)."""
+    if not repeats_itself(text):
+        return None
+    kept, said, start = None, set(), 0
+    for boundary in BREAK.finditer(text):
+        piece = LIST_MARKER.sub("", text[start : boundary.end()].strip()).strip().lower()
+        start = boundary.end()
+        if piece in said or repeats_itself(text[: boundary.end()]):
+            break
+        if piece:  # not a blank line, nor a bare list number ("4.")
+            said.add(piece)
+            kept = text[: boundary.end()].rstrip()
+    return kept
+
+
 def ends_cleanly(text: str, finish_reason: str | None) -> bool:
     """The model chose to stop, or it was cut off right after a finished sentence."""
     return finish_reason == "stop" or text.rstrip().endswith(CLEAN_ENDINGS)

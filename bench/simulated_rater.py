@@ -4,9 +4,10 @@ Per prompt it chats with the live model, presses Regenerate up to a few times, a
 one answer has its trait and another has not, it picks the better one (a comparison); now and
 then it also gives a thumbs up or down. With `edits=True`, when no answer it read has the trait,
 it corrects by hand the first one it can instead of moving on (`Preference.edit`: one judgement,
-a DPO pair that differs only where the trait does), and an answer that loops, if deleting the
-loop gives it the trait, it cuts as soon as it reads it. In the arena it asks for a battle and votes
-by its preference. Every judgement is a plain `POST` a UI or OpenAI-client user could send.
+a DPO pair that differs only where the trait does), and an answer that loops it cuts as soon as
+it reads it, if what is left has the trait (a person deletes a loop in an answer it likes, too).
+In the arena it asks for a battle and votes by its preference. Every judgement is a plain
+`POST` a UI or OpenAI-client user could send.
 
 `shuffled=True` makes a control rater: it sees the same pairs but picks a winner by coin flip
 (its training labels carry no preference), while its arena votes stay honest, so the gate
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from bench.answer_health import repeats_itself
+from bench.answer_health import before_the_loop, repeats_itself
 from bench.preferences import Preference
 
 SAMPLING = {"max_tokens": 128, "temperature": 0.7}
@@ -124,12 +125,19 @@ class SimulatedRater:
         self, answers: list[dict], texts: list[str], traits: list[bool]
     ) -> tuple[dict, str] | None:
         """An answer that loops and whose fix only deletes the loop: a person who edits deletes
-        a loop on sight rather than regenerate, and the pair differs only where it should stop."""
+        a loop on sight rather than regenerate or pick it, and the pair differs only where it
+        should stop. An answer with the trait is cut where its loop starts, if what is left
+        keeps the trait; one without it gets the preference's fix, if that is such a cut."""
         for answer, text, trait in zip(answers, texts, traits, strict=True):
-            if not trait and repeats_itself(text):
+            if not repeats_itself(text):
+                continue
+            if trait:
+                fixed = before_the_loop(text)
+                fixed = fixed if fixed is not None and self.preference.has_trait(fixed) else None
+            else:
                 fixed = self.preference.edit(text)
-                if fixed is not None and text.startswith(fixed):
-                    return answer, fixed
+            if fixed is not None and text.startswith(fixed):
+                return answer, fixed
         return None
 
     async def _edit(self, answers: list[dict], budget: list[int]) -> None:

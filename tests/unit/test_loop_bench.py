@@ -5,7 +5,13 @@ A wrong check here would make bench/loop.py report a model as better or healthie
 
 from __future__ import annotations
 
-from bench.answer_health import ends_cleanly, has_repeated_line, is_healthy, is_repetitive
+from bench.answer_health import (
+    before_the_loop,
+    ends_cleanly,
+    has_repeated_line,
+    is_healthy,
+    is_repetitive,
+)
 from bench.loop import fault_shares, healthy_share, long_health, misses, win_rate
 from bench.preferences import PREFERENCES
 from bench.prompts import SUBJECTS, held_out_prompts, train_prompts
@@ -126,6 +132,17 @@ def test_health_catches_empty_looping_and_cut_off_answers():
     assert ends_cleanly("It was cut off after a sentence.", "length")
     assert has_repeated_line("1. **Oxygen**\n2. Water\n3. **oxygen** ")  # numbers and case aside
     assert not has_repeated_line("1. Oxygen\n\n2. Water\n\n3. Oxygen and water")  # blanks too
+
+
+def test_a_loop_is_cut_before_the_first_sentence_or_line_said_again():
+    looping = "1. Bees buzz.\n2. Bees fly far.\n3. Bees make honey.\n4. Bees buzz.\n5. Bees"
+    assert before_the_loop(looping) == "1. Bees buzz.\n2. Bees fly far.\n3. Bees make honey."
+    sentence = "Bees are amazing! " + "Bees make honey for the hive. " * 4
+    assert before_the_loop(sentence) == "Bees are amazing! Bees make honey for the hive."
+    phrase = "The sun matters! It gives life, " + "it is the most vital part, " * 4
+    assert before_the_loop(phrase) == "The sun matters!"  # the loop's sentence never ends
+    assert before_the_loop("A fine answer. Nothing here loops.") is None
+    assert before_the_loop("it is the way, " * 5) is None  # nothing to keep before the loop
 
 
 def test_healthy_share_counts_answers_over_all_prompts_and_old_runs_show_no_long_check():

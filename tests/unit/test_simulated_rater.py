@@ -9,6 +9,7 @@ import time
 
 import httpx
 
+from bench.answer_health import repeats_itself
 from bench.preferences import PREFERENCES
 from bench.simulated_rater import SimulatedRater
 
@@ -170,3 +171,21 @@ def test_a_rater_who_edits_deletes_a_loop_as_soon_as_it_reads_one_instead_of_pic
     [(path, body)] = loops.posted
     assert body["content"] == LOOPING_LIST.replace("buzz.", "buzz!", 1)
     assert rater.tally.answers_read >= 3  # regenerated to its limit first, as before
+
+
+LOOPING_CHEER = "Bees are amazing! " + "Bees make honey for the hive. " * 4
+
+
+def test_a_rater_who_edits_cuts_a_loop_from_an_answer_it_likes_too():
+    gateway = PlainGateway(texts=(LOOPING_CHEER, "It is fine. Really."))
+    rater = _editing_rater(gateway, ["Tell me about bees."], 1)  # `exclaims`: it has the trait
+    [(path, body)] = gateway.posted
+    assert path == "/v1/feedback/edits" and body["completion_id"] == "c0"
+    assert body["content"] == "Bees are amazing! Bees make honey for the hive."
+    assert rater.tally.edits == 1 and rater.tally.comparisons == 0
+    cheer_in_the_loop = "Bees hum. Bees are great, " + "so very very great, " * 5 + "truly!"
+    assert repeats_itself(cheer_in_the_loop)
+    looping_early = PlainGateway(texts=(cheer_in_the_loop, "Fine."))
+    _editing_rater(looping_early, ["Tell me about bees."], 1)  # cut, it would have no `!`
+    [(path, body)] = looping_early.posted
+    assert path == "/v1/feedback/comparisons"  # so it picks, as before

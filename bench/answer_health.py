@@ -25,11 +25,16 @@ def is_repetitive(text: str, n: int = 4, max_repeats: int = 3) -> bool:
     return False
 
 
+def _what_it_says(part: str) -> str:
+    """A line or sentence with its list number, outer spaces and case set aside."""
+    return LIST_MARKER.sub("", part).strip().lower()
+
+
 def has_repeated_line(text: str) -> bool:
     """Some line occurs twice, list numbers and case aside: a list that names an item again."""
     seen: set[str] = set()
     for line in text.splitlines():
-        key = LIST_MARKER.sub("", line).strip().lower()
+        key = _what_it_says(line)
         if key in seen:
             return True
         if key:
@@ -54,7 +59,7 @@ def before_the_loop(text: str) -> str | None:
         return None
     kept, said, start = None, set(), 0
     for boundary in BREAK.finditer(text):
-        piece = LIST_MARKER.sub("", text[start : boundary.end()].strip()).strip().lower()
+        piece = _what_it_says(text[start : boundary.end()])
         start = boundary.end()
         if piece in said or repeats_itself(text[: boundary.end()]):
             break

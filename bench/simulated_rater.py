@@ -131,12 +131,8 @@ class SimulatedRater:
         for answer, text, trait in zip(answers, texts, traits, strict=True):
             if not repeats_itself(text):
                 continue
-            if trait:
-                fixed = before_the_loop(text)
-                fixed = fixed if fixed is not None and self.preference.has_trait(fixed) else None
-            else:
-                fixed = self.preference.edit(text)
-            if fixed is not None and text.startswith(fixed):
+            fixed = before_the_loop(text) if trait else self.preference.edit(text)
+            if fixed is not None and text.startswith(fixed) and self.preference.has_trait(fixed):
                 return answer, fixed
         return None
 

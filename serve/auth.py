@@ -4,12 +4,16 @@ Local mode: while no active key exists every request passes, because `run_up` bi
 only in that mode. A gateway bound to another address (`local_mode=False`) never opens up,
 even when its last key is revoked. Once a key exists every `/v1` request needs
 `Authorization: Bearer fw-…`; see `needs_admin` for what needs an admin key. Each key may carry
-a rate (rpm), enforced with a token bucket. `/health`, `/metrics`, `/docs` and the UI are open.
+a rate (rpm), enforced with a token bucket. `/health`, `/metrics`, `/docs` and the UI need no key.
+
+While no key exists, every route (the UI and its websockets included) answers only requests whose
+`Host` is a loopback name: that is the whole defence of a keyless gateway against DNS rebinding.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import math
 import time
@@ -90,19 +94,45 @@ class Refusal(Exception):
         self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
 
 
-LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
 NOT_LOOPBACK = (
-    "a gateway without API keys answers only to loopback host names (localhost, 127.0.0.1); "
+    "a gateway without API keys answers only to loopback host names (localhost, 127.0.0.1, [::1]); "
     "create a key with `flywheel keys create` to serve other names"
 )
 
 
+def is_loopback_name(name: str) -> bool:
+    """`localhost`, or an IP literal in 127.0.0.0/8 or ::1 (brackets allowed); nothing else.
+
+    Parsed as an address, never matched as a prefix: `127.0.0.1.evil.example` is a DNS name an
+    attacker owns and can point at 127.0.0.1 (DNS rebinding), so it must not count as loopback.
+    """
+    name = name.lower()
+    if name == "localhost":
+        return True
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def host_header_name(host: str) -> str:
+    """The name in a `Host` header, without its port: `[::1]:8000` -> `[::1]`.
+
+    Anything but `name` or `name:port` (`[::1].evil.example`) comes back whole, so it is no
+    loopback name."""
+    if host.startswith("["):
+        name, _, rest = host.partition("]")
+        return name + "]" if rest == "" or (rest.startswith(":") and rest[1:].isdigit()) else host
+    return host.rsplit(":", 1)[0] if ":" in host else host
+
+
 def _loopback_host(scope: Scope) -> bool:
-    host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
+    host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").strip()
     if not host:
         return True  # HTTP/1.0 without Host: not something a browser sends
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    return name in LOOPBACK_NAMES or name.startswith("127.")
+    return is_loopback_name(host_header_name(host))
 
 
 class ApiKeyAuth:
@@ -118,14 +148,21 @@ class ApiKeyAuth:
         self._buckets: dict[int, Bucket] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
-            try:
-                key = self._authorize(scope)
-            except Refusal as refusal:
-                await _send_refusal(send, refusal)
-                return
-            if key is not None:
-                scope.setdefault("state", {}).update(api_key_id=key["id"], api_key_role=key["role"])
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        try:
+            if self.local_mode and not _loopback_host(scope) and not self._keys_exist():
+                # DNS rebinding: a web page whose name now points at 127.0.0.1 is same-origin
+                # to itself, so only the loopback names may use a keyless gateway, on every
+                # route: the UI's handlers call the API for whoever loaded the page.
+                raise Refusal(403, "host_refused", NOT_LOOPBACK)
+            key = self._authorize(scope) if scope["path"].startswith(self.prefix) else None
+        except Refusal as refusal:
+            await _send_refusal(scope, send, refusal)
+            return
+        if key is not None:
+            scope.setdefault("state", {}).update(api_key_id=key["id"], api_key_role=key["role"])
         await self.app(scope, receive, send)
 
     def _authorize(self, scope: Scope) -> dict[str, Any] | None:
@@ -133,11 +170,7 @@ class ApiKeyAuth:
         if not self._keys_exist():
             if not self.local_mode:
                 raise Refusal(401, "invalid_api_key", NO_KEYS)
-            if not _loopback_host(scope):
-                # DNS rebinding: a web page whose name now points at 127.0.0.1 is same-origin
-                # to itself, so only the loopback names may use a keyless gateway.
-                raise Refusal(403, "host_refused", NOT_LOOPBACK)
-            return None
+            return None  # local mode, and the Host was checked in __call__
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
@@ -177,7 +210,10 @@ class ApiKeyAuth:
         return row
 
 
-async def _send_refusal(send: Send, refusal: Refusal) -> None:
+async def _send_refusal(scope: Scope, send: Send, refusal: Refusal) -> None:
+    if scope["type"] == "websocket":  # closing before accept is answered with HTTP 403
+        await send({"type": "websocket.close", "code": 1008, "reason": refusal.message[:120]})
+        return
     type_ = "rate_limit_error" if refusal.status == 429 else "invalid_request_error"
     body = json.dumps(error_body(refusal.message, type_, code=refusal.code)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]

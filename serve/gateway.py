@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import ipaddress
 import logging
 import signal
 import socket
@@ -27,7 +26,7 @@ from feedback.api_keys import ApiKeys
 from feedback.arena import Arena
 from serve.adapter_checks import AdapterLimits
 from serve.adapters import AdapterRegistry
-from serve.auth import ApiKeyAuth
+from serve.auth import ApiKeyAuth, is_loopback_name
 from serve.config import Settings
 from serve.engine import Engine, EngineFailed
 from serve.engine_client import EngineClient
@@ -171,12 +170,8 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """Whether `--host` binds loopback only (the one case a keyless local mode is allowed)."""
+    return is_loopback_name(host)
 
 
 def say(message: str) -> None:

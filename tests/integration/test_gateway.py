@@ -216,3 +216,15 @@ def test_seeded_requests_under_load_do_not_crash_the_engine(stack):
     statuses = asyncio.run(burst())
     assert statuses == [200] * 48
     assert httpx.get(f"{stack.url}/health").json()["engine"]["restarts"] == restarts
+
+
+@pytest.mark.parametrize("path", ["/", "/gradio_api/info", "/v1/feedback/export?format=sft"])
+def test_a_rebound_host_name_reaches_neither_the_ui_nor_the_api(stack, path):
+    """Regression (hardening 1-2): a page at 127.0.0.1.evil.example, its name re-pointed at
+    127.0.0.1, read the UI (whose handlers call the API) and every conversation."""
+    port = urlsplit(stack.url).port
+    for host in (f"127.0.0.1.evil.example:{port}", f"localhost.evil.example:{port}"):
+        refused = httpx.get(f"{stack.url}{path}", headers={"Host": host}, timeout=30)
+        assert refused.status_code == 403, (host, path)
+        assert refused.json()["error"]["code"] == "host_refused"
+    assert httpx.get(f"{stack.url}{path}", timeout=30).status_code == 200

@@ -1,7 +1,7 @@
 """The auth middleware's policy on a tiny app: local mode, 401/403/429 in OpenAI's shape."""
 
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.testclient import TestClient
 
 from feedback import Store
@@ -38,6 +38,20 @@ def tiny_app(keys: ApiKeys, local_mode: bool = True) -> TestClient:
     @app.get("/health")
     def health():
         return {"ok": True}
+
+    @app.get("/")
+    def page():  # stands for the Gradio UI mounted at `/`
+        return {"ui": True}
+
+    @app.get("/gradio_api/info")
+    def gradio_info():
+        return {"ui": True}
+
+    @app.websocket("/ws")
+    async def socket(websocket: WebSocket):
+        await websocket.accept()
+        await websocket.send_text("hello")
+        await websocket.close()
 
     app.add_middleware(ApiKeyAuth, keys=keys, local_mode=local_mode)
     return TestClient(base_url="http://127.0.0.1", app=app)
@@ -177,6 +191,8 @@ def test_rate_limit_answers_429_with_retry_after(client, keys):
         ("::", False),
         ("192.168.1.5", False),
         ("example.com", False),
+        ("127.0.0.1.evil.example", False),
+        ("[::1]", True),
     ],
 )
 def test_only_loopback_hosts_may_run_without_keys(host, loopback):
@@ -201,3 +217,52 @@ def test_local_mode_answers_only_loopback_host_names(keys):
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "host_refused"
     assert "flywheel keys create" in refused.json()["error"]["message"]
+
+
+REBOUND_HOSTS = [
+    "127.0.0.1.evil.example:8000",  # starts with "127." but is a DNS name an attacker owns
+    "127.evil.example",
+    "localhost.evil.example:8000",
+    "127.1:8000",  # not a strict address literal
+    "localhost.:8000",
+    "evil.example",
+    "[::1].evil.example",
+]
+
+
+@pytest.mark.parametrize("host", REBOUND_HOSTS)
+def test_local_mode_refuses_names_that_merely_look_like_loopback(keys, host):
+    """Regression (hardening 1): `name.startswith("127.")` let 127.0.0.1.evil.example through."""
+    refused = tiny_app(keys).get("/v1/models", headers={"Host": host})
+    assert_error(refused, 403, "invalid_request_error", "host_refused")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.1.1:8000", "LOCALHOST:8000", "[::1]"])
+def test_local_mode_accepts_loopback_literals(keys, host):
+    assert tiny_app(keys).get("/v1/models", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/health", "/", "/gradio_api/info"])
+def test_local_mode_checks_the_host_on_every_route(keys, path):
+    """Regression (hardening 2): the UI at `/` answered any Host, and its handlers call the API."""
+    client = tiny_app(keys)
+    assert client.get(path, headers={"Host": "127.0.0.1.evil.example:8000"}).status_code == 403
+    assert client.get(path, headers={"Host": "127.0.0.1:8000"}).status_code != 403
+
+
+def test_local_mode_refuses_a_websocket_from_a_foreign_host(keys):
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect) as closed:
+        with tiny_app(keys).websocket_connect("/ws", headers={"Host": "evil.example"}):
+            pass
+    assert closed.value.code == 1008
+    with tiny_app(keys).websocket_connect("/ws", headers={"Host": "localhost"}) as ws:
+        assert ws.receive_text() == "hello"
+
+
+def test_once_a_key_exists_the_ui_answers_any_host(keys):
+    """With keys, every API call from the page needs the rater's own key, which a page on
+    another origin cannot read: the Host check is the keyless mode's defence only."""
+    keys.create("admin", role="admin")
+    assert tiny_app(keys).get("/", headers={"Host": "flywheel.example"}).status_code == 200

@@ -7,10 +7,22 @@ batched Newton solver in numpy, so 100 bootstrap rounds cost milliseconds, not a
 Choices, each for a reason:
 - A tie and a `both_bad` vote are half a win for each side (Arena does this); they are counted
   together as `ties` in the table.
-- The fit adds a tiny L2 penalty (a Gaussian prior, sd 10 in log10-strength, i.e. 4000 Elo
-  points) so a maximum always exists: an undefeated model gets a large but finite rating instead
-  of diverging. Against the data its pull is tiny: under 0.01 Elo points for a model with a few
-  hundred battles (the tests match FastChat's unpenalised fit to 0.1).
+- Each model's log-strength has a Gaussian prior, sd 350 Elo points (`PRIOR_SD`), and the
+  rating is the posterior mode (a penalised fit). 350 is the rating deviation Glicko gives an
+  unrated player: weak, a difference between two new models has prior sd ~500 points, where a
+  95:5 match is 1 sd; but a model with one battle won now reads +260, not +920 (the maximum
+  likelihood is infinite there, and the old sd-4000 penalty only capped it). With hundreds of
+  battles its pull is the prior's share of the information, ~0.1 %: a model 250 points from
+  the mean with 1,600 battles moves 0.3 points (the tests match FastChat's unpenalised fit to
+  0.5).
+- The 95 % interval is the wider of two, on each side: the bootstrap percentile interval
+  (FastChat's) and the Laplace one, the posterior's normal approximation, sd from the inverse
+  Hessian of the penalised fit. With few battles the bootstrap is degenerate: a pair with one
+  battle, or with every battle won, resamples the same outcome every round, and the interval
+  used to be one point (1 win: 1920 [1920, 1920]); the Laplace interval says what few votes
+  are worth (1 win: 1259 [608, 1911], 10 straight wins: [1074, 2036], against a model at
+  1000). With hundreds of battles both measure the same spread and agree within a few %, so
+  the bootstrap's is what shows; it also keeps the skew the normal would not.
 - Ratings are `1000 + 400 * log10-strength`. With `anchor` present, every fit (the point estimate
   and each bootstrap round) is shifted so the anchor sits at exactly 1000; otherwise the mean
   rating is 1000.
@@ -36,10 +48,12 @@ import numpy as np
 SCALE = 400.0  # Elo points per factor of BASE in odds
 BASE = 10.0
 INIT = 1000.0
-L2 = 0.01  # on log10-strength: prior sd 10 (4000 Elo points); only matters for separable data
+PRIOR_SD = 350.0  # Elo points: the prior sd of each model's rating (Glicko's unrated-player RD)
+L2 = (SCALE / PRIOR_SD) ** 2  # the prior's precision on log10-strength (1.31)
 WINNERS = ("a", "b", "tie", "both_bad")
 
 _ALPHA = math.log(BASE)  # P(i beats j) = sigmoid(_ALPHA * (s_i - s_j)), s in log10 units
+_Z95 = 1.959963984540054  # the normal's 97.5 % point: a 95 % interval is the point +- _Z95 sd
 _TOL = 1e-10  # Newton stops when no strength moves more than this (4e-8 Elo points)
 _MAX_ITER = 100
 
@@ -72,7 +86,8 @@ def leaderboard(
 ) -> list[Standing]:
     """Standings sorted by rating, from `(model_a, model_b, winner)` battles.
 
-    `rounds` bootstrap resamples give the 95% interval (`rounds=0`: the interval is the point).
+    The 95% interval is the wider of the Laplace interval and the percentile interval of `rounds`
+    bootstrap resamples (`rounds=0`: the Laplace interval alone).
     The result depends only on the multiset of battles and `seed`, not on their order.
     """
     if rounds < 0:
@@ -98,8 +113,11 @@ def leaderboard(
             scores[k, i * n + j] = scores[k, j * n + i] = 0.5
 
     anchor_i = index.get(anchor) if anchor is not None else None
-    strength = fit_ratings((counts @ scores).reshape(n, n))
+    wins = (counts @ scores).reshape(n, n)
+    strength = fit_ratings(wins)
     point = _to_elo(strength, anchor_i)
+    half = _Z95 * SCALE * posterior_sd(wins, strength, anchor_i)
+    low, high = point - half, point + half  # the Laplace interval
     if rounds:
         rng = np.random.default_rng(seed)
         total = int(counts.sum())
@@ -113,10 +131,9 @@ def leaderboard(
         if anchor_i is None:  # a round that missed a model: put it on the point's scale
             boot += np.nanmean(point - boot, axis=1, keepdims=True)  # (a no-op for full rounds)
         unseen = ~played.any(axis=0)
-        boot[:, unseen] = point[unseen]  # absent from every round: the interval is the point
-        low, high = np.nanpercentile(boot, [2.5, 97.5], axis=0)
-    else:
-        low = high = point
+        boot[:, unseen] = point[unseen]  # absent from every round: the Laplace interval stands
+        boot_low, boot_high = np.nanpercentile(boot, [2.5, 97.5], axis=0)
+        low, high = np.minimum(low, boot_low), np.maximum(high, boot_high)
     rating, low, high = (np.round(x, 1) for x in (point, low, high))
     # rank from the reported (rounded) interval, so the table is consistent with itself
     rank = 1 + (low[None, :] > high[:, None]).sum(axis=1)
@@ -183,6 +200,31 @@ def fit_ratings(wins: np.ndarray, *, start: np.ndarray | None = None, l2: float 
             todo &= ~take
             t[todo] *= 0.5
     return s if batched else s[0]
+
+
+def posterior_sd(
+    wins: np.ndarray, strength: np.ndarray, anchor: int | None = None, *, l2: float = L2
+) -> np.ndarray:
+    """Laplace approximation: each reported rating's posterior sd, in log10-strength units.
+
+    The inverse of the penalised fit's Hessian at `strength` is the posterior covariance of the
+    log-strengths; the sd is that of each model's strength minus the anchor's (0 for the anchor
+    itself) or, without an anchor, minus the mean strength, as the ratings are reported.
+    """
+    wins = np.asarray(wins, dtype=np.float64)
+    n = len(strength)
+    games = wins + wins.T
+    p = 0.5 + 0.5 * np.tanh(0.5 * _ALPHA * (strength[:, None] - strength[None, :]))
+    c = _ALPHA**2 * games * p * (1.0 - p)
+    cov = np.linalg.inv(np.diag(c.sum(axis=1) + l2) - c)
+    origin = np.zeros(n)
+    if anchor is not None:
+        origin[anchor] = 1.0
+    else:
+        origin[:] = 1.0 / n
+    contrast = np.eye(n) - origin[None, :]  # row i: e_i - origin
+    var = np.einsum("ij,jk,ik->i", contrast, cov, contrast)
+    return np.sqrt(np.maximum(var, 0.0))
 
 
 def _count_cells(battles: Iterable[tuple[str, str, str]]) -> Counter:

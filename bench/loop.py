@@ -14,13 +14,19 @@ are logged, and the loop's best-of-n would then train on the held-out prompts.
     python -m bench.loop --preference exclaims --rounds 2
     python -m bench.loop --preference exclaims --rounds 1 --control   # shuffled labels
     python -m bench.loop --preference exclaims --rounds 2 --edits     # a rater who also edits
+    python -m bench.loop --preference you --noise 0.15  # the noisy rater (15 % of picks flipped)
     python -m bench.loop --probe                   # base rate of every preference
 
-Results go to docs/loop/<preference>[-control][-edits][-seed<N>].json: a rater `--seed` other
-than 0 is a repeat, kept beside the others, because which pairs the rater happens to make moves a
-round's win rate more than most settings do. `--plot` redraws docs/loop-win-rate.svg and prints
-the markdown tables for docs/benchmarks.md from every result file: each run's rounds, then min
-and median over the repeats of each preference.
+The rater is bench/protocol.py's realistic one unless told otherwise: regenerate-and-pick, at
+most 4 answers read per judgement, no edits. Which preferences may tune a default and which are
+held out is fixed there too (docs/protocol.md).
+
+Results go to docs/loop/protocol/<preference>[-control][-edits][-noise<P>][-seed<N>].json
+(`--results` to change; the runs from before the protocol are in docs/loop/): a rater `--seed`
+other than 0 is a repeat, kept beside the others, because which pairs the rater happens to make
+moves a round's win rate more than most settings do. `--plot` redraws the folder's
+win-rate.svg and prints the markdown tables for docs/benchmarks.md from every result file in
+it: each run's rounds, then min and median over the repeats of each preference.
 """
 
 from __future__ import annotations
@@ -44,12 +50,24 @@ from bench.answer_health import fault, is_healthy
 from bench.loop_plot import win_rate_svg
 from bench.preferences import PREFERENCES, Preference
 from bench.prompts import held_out_prompts, train_prompts
+from bench.protocol import NOISY_FLIP_SHARE, RATER, split_of
 from bench.simulated_rater import SAMPLING, SimulatedRater
 from bench.stack import RunningStack, running_stack
 from train.loop import parse_params, round_params
 
-RESULTS = Path(__file__).resolve().parent.parent / "docs" / "loop"
-PLOT = RESULTS.parent / "loop-win-rate.svg"
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "loop" / "protocol"
+LEGACY_RESULTS = RESULTS.parent
+"""The runs from before the held-out protocol (their plot: docs/loop-win-rate.svg)."""
+
+
+def plot_path(results: Path) -> Path:
+    return (
+        results.parent / "loop-win-rate.svg"
+        if results == LEGACY_RESULTS
+        else results / "win-rate.svg"
+    )
+
+
 ADAPTER = "loop"
 
 
@@ -249,6 +267,7 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
     result: dict[str, Any] = {
         "preference": preference.name,
         "description": preference.description,
+        "split": split_of(preference.name),
         "control": args.control,
         "settings": {k: v for k, v in vars(args).items() if k not in ("plot", "probe")},
         "round_params": {  # what the jobs trained with: the loop's defaults, then --param
@@ -267,7 +286,13 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
     round_start_count = 0
     async with httpx.AsyncClient(base_url=stack.url, timeout=900) as client:
         rater = SimulatedRater(
-            client, preference, shuffled=args.control, edits=args.edits, seed=args.seed
+            client,
+            preference,
+            shuffled=args.control,
+            edits=args.edits,
+            noise=args.noise,
+            max_answers=args.max_answers,
+            seed=args.seed,
         )
         try:
             for number in range(1, args.rounds + 1):
@@ -369,7 +394,8 @@ async def probe(stack: RunningStack, samples: int) -> None:
     for preference in PREFERENCES.values():
         stats = answer_stats(preference, base)
         trait, healthy = stats["trait"], stats["healthy"]
-        print(f"{preference.name:10s} base: trait {trait:.0%}, healthy {healthy:.0%}")
+        print(f"{preference.name:16s} {split_of(preference.name):9s} {preference.kind:8s} "
+              f"base: trait {trait:.0%}, healthy {healthy:.0%}")  # fmt: skip
 
 
 def long_health(tuned: dict[str, float], base: dict[str, float]) -> str:
@@ -379,14 +405,29 @@ def long_health(tuned: dict[str, float], base: dict[str, float]) -> str:
     return f"{tuned['healthy_long']:.0%} / {base['healthy_long']:.0%}"
 
 
-def result_path(preference: str, control: bool, seed: int, edits: bool = False) -> Path:
+def result_path(
+    preference: str,
+    control: bool,
+    seed: int,
+    edits: bool = False,
+    noise: float = 0.0,
+    results: Path = RESULTS,
+) -> Path:
     suffix = ("-control" if control else "") + ("-edits" if edits else "")
-    return RESULTS / f"{preference}{suffix}{f'-seed{seed}' if seed else ''}.json"
+    suffix += f"-noise{round(noise * 100)}" if noise else ""
+    return results / f"{preference}{suffix}{f'-seed{seed}' if seed else ''}.json"
 
 
 def rater_kind(result: dict[str, Any]) -> str:
-    """The preference, and whether its rater also edited: runs that differ in it are no repeats."""
-    return result["preference"] + (" (edits)" if result["settings"].get("edits") else "")
+    """The preference, and whether its rater also edited or was noisy: runs that differ in
+    either are no repeats."""
+    settings = result["settings"]
+    noise = settings.get("noise", 0)
+    return (
+        result["preference"]
+        + (" (edits)" if settings.get("edits") else "")
+        + (f" (noise {noise:.0%})" if noise else "")
+    )
 
 
 def run_name(result: dict[str, Any]) -> str:
@@ -432,11 +473,12 @@ def edit_note(round_: dict[str, Any]) -> str:
     return f", {round_['edits']} of them edits" if round_.get("edits") else ""
 
 
-def report() -> None:
-    """Redraw the plot and print the tables from every result file in docs/loop/."""
-    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+def report(folder: Path = RESULTS) -> None:
+    """Redraw the plot and print the tables from every result file in `folder`."""
+    results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     series = {run_name(r): [0.5] + [x["held_out_win_rate"] for x in r["rounds"]] for r in results}
-    PLOT.write_text(win_rate_svg(series, "flywheel loop: held-out win rate against base"))
+    plot = plot_path(folder)
+    plot.write_text(win_rate_svg(series, "flywheel loop: held-out win rate against base"))
     print("| preference | round | judgements made (used) | synthetic pairs | training s | "
           "last judgement → answering s | win rate vs base | trait tuned / base | "
           f"healthy tuned / base | healthy at {LONG_ANSWER_TOKENS} tokens | "
@@ -469,7 +511,7 @@ def report() -> None:
             f"{row['win_rate_min']:.0%} / {row['win_rate_median']:.0%} | "
             f"{row['slowest_turnaround_s']:.0f} | {worst_text} |"
         )
-    print(f"\nplot: {PLOT}")
+    print(f"\nplot: {plot}")
 
 
 @contextlib.contextmanager
@@ -490,6 +532,11 @@ def main() -> None:
     parser.add_argument("--control", action="store_true", help="shuffled labels (coin-flip picks)")
     parser.add_argument("--edits", action="store_true",
                         help="the rater edits an answer if none it read has the trait")  # fmt: skip
+    parser.add_argument("--noise", type=float, default=RATER["noise"],
+                        help=f"share of the rater's picks flipped (the noisy rater: "
+                        f"{NOISY_FLIP_SHARE})")  # fmt: skip
+    parser.add_argument("--max-answers", type=int, default=RATER["max_answers"],
+                        help="answers the rater reads per judgement, at most")  # fmt: skip
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="training hyperparameter for every job (repeatable)")  # fmt: skip
     parser.add_argument("--min-battles", type=int, default=16)
@@ -500,21 +547,25 @@ def main() -> None:
                         help="rater seed; not 0: a repeat, in its own result file")  # fmt: skip
     parser.add_argument("--probe", action="store_true", help="print base rates and stop")
     parser.add_argument("--plot", action="store_true", help="only redraw the plot and table")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="folder of result files (default: %(default)s)")  # fmt: skip
     parser.add_argument("--gateway", help="use this running stack (fresh data!) instead of one")
     args = parser.parse_args()
     if args.plot:
-        report()
+        report(args.results)
         return
     with attached_stack(args.gateway) if args.gateway else running_stack() as stack:
         if args.probe:
             asyncio.run(probe(stack, args.samples))
             return
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        out = result_path(args.preference, args.control, args.seed, args.edits)
+        args.results.mkdir(parents=True, exist_ok=True)
+        out = result_path(
+            args.preference, args.control, args.seed, args.edits, args.noise, args.results
+        )
         result = asyncio.run(run_rounds(stack, args, out))
     out.write_text(json.dumps(result, indent=2))
     say(f"wrote {out}")
-    report()
+    report(args.results)
 
 
 if __name__ == "__main__":

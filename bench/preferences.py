@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bench import traits
 from bench.answer_health import repeats_itself
 
 LIST_MARKER = re.compile(r"^[ \t]*(?:[-*•]|\d+[.)])[ \t]+", re.MULTILINE)
@@ -38,13 +39,19 @@ SENTENCE = re.compile(r"[^.!?]*[.!?]+(?=\s|$)")
 """A finished sentence: text up to `.`, `!` or `?` followed by a space or the end."""
 
 
+def _no_fix(text: str) -> None:
+    """A preference without a hand fix: its rater only regenerates and picks."""
+    return None
+
+
 @dataclass(frozen=True)
 class Preference:
     name: str
     description: str
     has_trait: Callable[[str], bool]
     ask: str  # how a person would ask for the trait outright (bench/trait_health.py)
-    fix: Callable[[str], str | None]  # a person's edit towards the trait (None: can't fix it)
+    fix: Callable[[str], str | None] = _no_fix  # a person's edit towards the trait (None: can't)
+    kind: str = ""  # format, length, tone or content: what the protocol spreads its choice over
 
     def edit(self, text: str) -> str | None:
         """The answer as the rater would correct it; None if its fix does not give the trait."""
@@ -195,6 +202,7 @@ PREFERENCES = {
             _is_list,
             "Answer with a numbered list.",
             _as_list,
+            "format",
         ),
         Preference(
             "list-no-repeats",
@@ -202,6 +210,7 @@ PREFERENCES = {
             _is_list_without_repeats,
             "Answer with a numbered list.",
             _list_without_repeats,
+            "format",
         ),
         Preference(
             "brief",
@@ -209,6 +218,7 @@ PREFERENCES = {
             _is_brief,
             "Answer in one or two short sentences.",
             _shortened,
+            "length",
         ),
         Preference(
             "exclaims",
@@ -216,6 +226,70 @@ PREFERENCES = {
             _exclaims,
             "Answer with enthusiasm, with exclamation marks!",
             _first_sentence_exclaimed,
+            "tone",
+        ),
+        Preference(
+            "example",
+            'gives an example ("for example", "for instance", "e.g.", "such as")',
+            traits.gives_example,
+            "Give an example in your answer.",
+            kind="content",
+        ),
+        Preference(
+            "you",
+            'addresses the reader as "you"',
+            traits.addresses_reader,
+            "Speak to me directly, as you.",
+            kind="tone",
+        ),
+        Preference(
+            "no-hedging",
+            "no hedging words (may, might, can, could, perhaps, often, usually, some …)",
+            traits.avoids_hedging,
+            "Answer plainly, without hedging words like may, might or often.",
+            kind="tone",
+        ),
+        Preference(
+            "paragraphs",
+            "three paragraphs or more, separated by blank lines",
+            traits.in_paragraphs,
+            "Answer in three short paragraphs.",
+            kind="format",
+        ),
+        Preference(
+            "quote",
+            "quotes something in quotation marks",
+            traits.quotes,
+            "Include a quotation in quotation marks.",
+            kind="format",
+        ),
+        Preference(
+            "short-sentences",
+            f"two sentences or more, none over {traits.SHORT_SENTENCE_WORDS} words",
+            traits.short_sentences,
+            "Answer in short sentences.",
+            kind="length",
+        ),
+        Preference(
+            "source",
+            "names where a claim comes from (research, a study, experts, according to …)",
+            traits.names_source,
+            "Say where your facts come from.",
+            kind="content",
+        ),
+        Preference(
+            "figures",
+            "gives a figure: a digit outside list numbers (a year, a size, a count)",
+            traits.gives_figures,
+            "Include numbers: a year, a size or a count.",
+            kind="content",
+        ),
+        Preference(
+            "analogy",
+            'explains by comparison ("imagine", "like a", "similar to")',
+            traits.uses_analogy,
+            "Explain it with an analogy.",
+            kind="content",
         ),
     )
 }

@@ -9,6 +9,11 @@ it reads it, if what is left has the trait (a person deletes a loop in an answer
 In the arena it asks for a battle and votes by its preference. Every judgement is a plain
 `POST` a UI or OpenAI-client user could send.
 
+By default it reads at most 4 answers per prompt and never edits (bench/protocol.py's realistic
+rater). `noise=0.15` makes the noisy rater: it flips that share of its picks and thumbs, as a
+person who misreads or disagrees would; its arena votes stay honest, so the gate still judges
+by the preference.
+
 `shuffled=True` makes a control rater: it sees the same pairs but picks a winner by coin flip
 (its training labels carry no preference), while its arena votes stay honest, so the gate
 faces a candidate trained on noise. A control rater makes no edits: an edit cannot be shuffled.
@@ -55,7 +60,8 @@ class SimulatedRater:
         *,
         shuffled: bool = False,
         edits: bool = False,
-        max_answers: int = 6,
+        noise: float = 0.0,
+        max_answers: int = 4,
         thumbs_every: int = 8,
         concurrency: int = 16,
         seed: int = 0,
@@ -65,6 +71,7 @@ class SimulatedRater:
         self.preference = preference
         self.shuffled = shuffled
         self.edits = edits and not shuffled
+        self.noise = 0.5 if shuffled else noise  # the share of picks and thumbs flipped
         self.max_answers = max_answers
         self.thumbs_every = thumbs_every
         self.concurrency = concurrency
@@ -162,7 +169,7 @@ class SimulatedRater:
 
     async def _send_judgements(self, better: dict, worse: dict, budget: list[int]) -> None:
         """The pick between two answers, and now and then a thumb on one of them."""
-        if self.shuffled and self.rng.random() < 0.5:
+        if self.noise and self.rng.random() < self.noise:
             better, worse = worse, better
         a, b = (better, worse) if self.rng.random() < 0.5 else (worse, better)
         winner = "a" if a is better else "b"
@@ -176,7 +183,7 @@ class SimulatedRater:
         if self.thumbs_every and self.tally.comparisons % self.thumbs_every == 0 and budget[0] > 0:
             budget[0] -= 1
             rated = self.rng.choice([better, worse])
-            up = (rated is better) != (self.shuffled and self.rng.random() < 0.5)
+            up = rated is better  # as the pick, flipped or not: one person, one opinion
             await self._post(
                 "/v1/feedback/ratings",
                 {"completion_id": rated["id"], "value": 1 if up else -1, "rater": self.name},

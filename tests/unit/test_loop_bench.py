@@ -5,6 +5,8 @@ A wrong check here would make bench/loop.py report a model as better or healthie
 
 from __future__ import annotations
 
+import pytest
+
 from bench.answer_health import (
     before_the_loop,
     ends_cleanly,
@@ -67,9 +69,9 @@ def test_an_edit_gives_an_answer_the_trait_with_the_smallest_change_a_person_wou
         f"Sentence {n} has twelve words and no break in its main clause." for n in range(6)
     )
     assert PREFERENCES["list"].edit(wordy).splitlines()[-1].startswith("3.")  # 40 words at most
-    for preference in PREFERENCES.values():  # whatever it returns, its own judge would pick it
-        fixed = preference.edit(CUT_PROSE)
-        assert fixed is not None and preference.judge(fixed, CUT_PROSE) == "a"
+    for name in ("list", "list-no-repeats", "brief", "exclaims"):  # the ones with a hand fix
+        fixed = PREFERENCES[name].edit(CUT_PROSE)  # whatever it returns, its judge would pick it
+        assert fixed is not None and PREFERENCES[name].judge(fixed, CUT_PROSE) == "a"
     assert PREFERENCES["exclaims"].edit("Is it? Yes 3.5 it is") is None  # no full stop to change
 
 
@@ -207,6 +209,10 @@ def test_repeats_keep_their_own_files_and_sum_up_as_min_and_median_per_round():
     editing["settings"]["edits"] = True  # a rater who also edits: its own kind, no repeat
     assert result_path("list", False, 3, edits=True).name == "list-edits-seed3.json"
     assert run_name(editing) == "list (edits) seed 3"
+    noisy = _run("you", [0.8])
+    noisy["settings"]["noise"] = 0.15  # the noisy rater: its own kind, no repeat either
+    assert result_path("you", False, 0, noise=0.15).name == "you-noise15.json"
+    assert run_name(noisy) == "you (noise 15%)"
     by_kind = {(row["preference"], row["round"]): row for row in repeat_summary([*runs, editing])}
     assert by_kind["list", 1]["runs"] == 3 and by_kind["list (edits)", 1]["runs"] == 1
     assert first["win_rate_median"] == 0.80
@@ -245,6 +251,38 @@ def test_trait_health_splits_answers_by_the_trait_and_names_their_faults():
     nothing = health_by_trait(PREFERENCES["list"], [answers[2]])["with_trait"]
     assert nothing == {"answers": 0, "healthy": None, "faults": {}}
     assert all(p.ask for p in PREFERENCES.values())
+
+
+def test_the_protocol_splits_twelve_preferences_of_every_kind_four_for_tuning():
+    from bench.protocol import HELD_OUT, TUNING, split_of
+
+    assert len(TUNING) == 4 and len(HELD_OUT) == 8 and not set(TUNING) & set(HELD_OUT)
+    assert set(TUNING) | set(HELD_OUT) <= set(PREFERENCES)
+    kinds = {"format", "length", "tone", "content"}
+    assert {PREFERENCES[p].kind for p in TUNING} == kinds
+    assert {PREFERENCES[p].kind for p in HELD_OUT} == kinds
+    assert split_of("you") == "held-out" and split_of("brief") == "tuning"
+    assert split_of("list") == "other"
+
+
+@pytest.mark.parametrize(
+    "name, with_trait, without",
+    [
+        ("example", "Fruit, such as apples, is sweet.", "Fruit is sweet."),
+        ("you", "You will like it.", "It is nice."),
+        ("no-hedging", "Bees make honey.", "Bees may make honey."),
+        ("paragraphs", "One.\n\nTwo.\n\nThree.", "One.\nTwo.\nThree."),
+        ("quote", 'He said "be kind" once.', "He said be kind."),
+        ("short-sentences", "Cats purr. Dogs bark.", "Cats purr. " + "word " * 16 + "end."),
+        ("source", "Studies show it helps.", "It helps."),
+        ("figures", "Rome was founded in 753 BC.", "1. Rome is old.\n2. It is big."),
+        ("analogy", "The heart is like a pump.", "The heart pumps blood."),
+    ],
+)
+def test_each_new_preference_sees_its_trait(name, with_trait, without):
+    preference = PREFERENCES[name]
+    assert preference.has_trait(with_trait) and not preference.has_trait(without)
+    assert preference.edit(without) is None  # no hand fix: the protocol's rater does not edit
 
 
 def test_misses_show_the_first_rejected_answer_of_each_prompt_spread_over_the_prompts():

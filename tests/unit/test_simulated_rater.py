@@ -189,3 +189,40 @@ def test_a_rater_who_edits_cuts_a_loop_from_an_answer_it_likes_too():
     _editing_rater(looping_early, ["Tell me about bees."], 1)  # cut, it would have no `!`
     [(path, body)] = looping_early.posted
     assert path == "/v1/feedback/comparisons"  # so it picks, as before
+
+
+def _picking_rater(gateway, prompts: list[str], count: int, **kwargs) -> SimulatedRater:
+    async def scenario() -> SimulatedRater:
+        transport = httpx.MockTransport(gateway)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            rater = SimulatedRater(client, PREFERENCES["exclaims"], concurrency=1, **kwargs)
+            await asyncio.wait_for(rater.judge(prompts, count), 10)
+            return rater
+
+    return asyncio.run(scenario())
+
+
+def test_the_default_rater_reads_at_most_four_answers_and_never_edits():
+    """The held-out protocol's realistic rater: regenerate-and-pick only, 4 answers at most."""
+    gateway = PlainGateway(texts=(LOOPING_CHEER, "It is fine. Really."))
+    rater = _picking_rater(gateway, ["Tell me about bees."], 1)
+    assert [path for path, _ in gateway.posted] == ["/v1/feedback/comparisons"]  # no loop cut
+    # four answers without the trait, then one with it: a rater who read a fifth answer would
+    # pair c4 with c0; this one gave up after c3 and pairs c4 with c5 on its next prompt
+    gateway = PlainGateway(texts=("Fine.",) * 4 + ("Great!",))
+    rater = _picking_rater(gateway, ["Say hi.", "Say bye."], 1)
+    [(path, body)] = gateway.posted
+    assert path == "/v1/feedback/comparisons" and set(body["completion_ids"]) == {"c4", "c5"}
+    assert rater.tally.edits == 0
+
+
+def test_the_noisy_rater_flips_about_its_share_of_picks():
+    gateway = PlainGateway(texts=("Great!", "Fine."))
+    _picking_rater(gateway, ["Say hi."], 400, noise=0.15, thumbs_every=0, seed=1)
+    picks = [body for path, body in gateway.posted if path == "/v1/feedback/comparisons"]
+    # the trait ("!") is in the even-numbered answers: a flipped pick chose the odd one
+    flipped = sum(
+        int(body["completion_ids"][0 if body["winner"] == "a" else 1].removeprefix("c")) % 2
+        for body in picks
+    )
+    assert len(picks) == 400 and 0.10 < flipped / 400 < 0.20

@@ -46,13 +46,14 @@ from typing import Any
 
 import httpx
 
-from bench.answer_health import fault, is_healthy
 from bench.loop_plot import win_rate_svg
 from bench.preferences import PREFERENCES, Preference
 from bench.prompts import held_out_prompts, train_prompts
 from bench.protocol import NOISY_FLIP_SHARE, RATER, split_of
 from bench.simulated_rater import SAMPLING, SimulatedRater
 from bench.stack import RunningStack, running_stack
+from train.answer_health import fault, is_healthy
+from train.health_check import LONG_ANSWER_TOKENS
 from train.loop import parse_params, round_params
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "loop" / "protocol"
@@ -76,13 +77,6 @@ def say(message: str) -> None:
 
 
 # -- held-out measurement (engine direct: never logged, never trained on) ---------------------
-
-
-LONG_ANSWER_TOKENS = 512
-"""Where the collapse check lets answers run. At the rater's 128-token limit most answers of
-any model are cut, so the share that ends cleanly there mostly measures length; at 512 tokens
-an answer that does not end is one that rambles or loops (the base model stops by itself in
-two thirds of its answers, its tuned adapters in four fifths: measured 2026-12-02)."""
 
 
 async def sample_answers(
@@ -368,7 +362,11 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
                         "tuned": {**answer_stats(preference, tuned), **collapse_check},
                         "arena_votes": rater.tally.votes - before["votes"],
                         "arena_s": round(time.perf_counter() - voting, 1),
-                        "gate": {"action": decision["action"], "reason": decision["reason"]},
+                        "gate": {
+                            "action": decision["action"],
+                            "reason": decision["reason"],
+                            "health": decision["evidence"].get("health"),
+                        },
                         "samples": side_by_side(held_out, tuned, base),
                         "misses": misses(preference, held_out, tuned),
                         "final_eval": [r for r in job["metrics"] if "eval_loss" in r][-1:],

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench import traits
-from bench.answer_health import repeats_itself
+from train.answer_health import repeats_itself
 
 LIST_MARKER = re.compile(r"^[ \t]*(?:[-*•]|\d+[.)])[ \t]+", re.MULTILINE)
 LIST_LINE = re.compile(LIST_MARKER.pattern + r"\S", re.MULTILINE)

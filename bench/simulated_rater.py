@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from bench.answer_health import before_the_loop, repeats_itself
 from bench.preferences import Preference
+from train.answer_health import before_the_loop, repeats_itself
 
 SAMPLING = {"max_tokens": 128, "temperature": 0.7}
 

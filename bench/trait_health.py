@@ -23,11 +23,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.answer_health import fault
 from bench.loop import LONG_ANSWER_TOKENS, base_engine_name, describe_faults, sample_answers
 from bench.preferences import PREFERENCES, Preference
 from bench.prompts import held_out_prompts
 from bench.stack import running_stack
+from train.answer_health import fault
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "trait_health"
 FAULTS = ("empty", "repetitive", "unfinished")

@@ -15,7 +15,9 @@ from dataclasses import fields
 from typing import Any
 
 from serve.gateway_client import GatewayRefused, add_gateway_arguments, call
+from train import health_check
 from train.gate import Decision, GatePolicy, decide
+from train.health_check import HEALTH_PROMPTS, Health
 
 JUDGEMENTS = ("ratings", "comparisons", "edits")
 
@@ -85,6 +87,22 @@ def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         metavar="N",
         help="dpo: train a reward model each round and add N best-of-n pairs (default: 0)",
+    )
+    parser.add_argument(
+        "--health-prompts",
+        type=int,
+        default=len(HEALTH_PROMPTS),
+        metavar="N",
+        help="before its arena battles count, the candidate answers N prompts twice at "
+        f"{health_check.LONG_ANSWER_TOKENS} tokens, as the live model does; 0: no check "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--health-margin",
+        type=float,
+        default=0.05,
+        help="retire a candidate whose healthy share of those answers is more than this below "
+        "the live model's (default: %(default)s)",
     )
     parser.add_argument("--rounds", type=int, default=0, help="stop after N rounds (0: never)")
     parser.add_argument(
@@ -205,30 +223,64 @@ def train_candidate(args, params: dict[str, Any]) -> str | None:
     return job["adapter"]
 
 
-def gate(args, candidate: str, policy: GatePolicy) -> Decision:
-    """Watch the leaderboard until the gate decides; then have the gateway act on it."""
+def live_version(args) -> str:
+    """What `live` serves now: an adapter version, or the base model's name."""
+    models = call(args, "GET", "/v1/models")["data"]  # the `live` alias card names its version
+    return next((m["root"] for m in models if m["id"] == "live"), models[0]["id"])
+
+
+def record(args, candidate: str, decision: Decision) -> Decision:
+    """Have the gateway carry out the decision and keep it with its reason and evidence."""
+    call(
+        args,
+        "POST",
+        "/v1/loop/decisions",
+        {
+            "candidate": candidate,
+            "action": decision.action,
+            "reason": decision.reason,
+            "evidence": decision.evidence,
+        },
+    )
+    return decision
+
+
+def health_gate(args, candidate: str, measured: dict[str, Health]) -> tuple[bool, dict]:
+    """Whether the candidate's long answers are within the margin of the live model's health,
+    and the evidence: both figures, the margin and the verdict in words.
+
+    The live model's figures are measured once per version (`measured` remembers them)."""
+    prompts = HEALTH_PROMPTS[: args.health_prompts]
+    live = live_version(args)
+    if live not in measured:
+        say(f"health check: {live} (live) answers {len(prompts)} prompts x2 at full length")
+        measured[live] = health_check.measure(args, live, prompts)
+    say(f"health check: {candidate} answers the same prompts")
+    measured[candidate] = health_check.measure(args, candidate, prompts)
+    passed, reason = health_check.verdict(measured[candidate], measured[live], args.health_margin)
+    say(f"health check: {reason}")
+    evidence = {"candidate": measured[candidate].to_dict(), "live": measured[live].to_dict(),
+                "margin": args.health_margin, "reason": reason}  # fmt: skip
+    return passed, evidence
+
+
+def gate(args, candidate: str, policy: GatePolicy, health: dict | None = None) -> Decision:
+    """Watch the leaderboard until the gate decides; then have the gateway act on it.
+
+    `health`: the candidate's and the live model's health figures, kept with the decision."""
     last_reason = None
     while True:
         board = call(args, "GET", "/v1/arena/leaderboard")
-        live = call(args, "GET", "/v1/models")  # the `live` alias card names its version
-        live_version = next(
-            (m["root"] for m in live["data"] if m["id"] == "live"), live["data"][0]["id"]
-        )
         rows = {row["model"]: row for row in board["data"]}
-        decision = decide(rows.get(candidate), rows.get(live_version), policy)
+        decision = decide(rows.get(candidate), rows.get(live_version(args)), policy)
         if decision.action != "wait":
-            call(
-                args,
-                "POST",
-                "/v1/loop/decisions",
-                {
-                    "candidate": candidate,
-                    "action": decision.action,
-                    "reason": decision.reason,
-                    "evidence": decision.evidence,
-                },
-            )
-            return decision
+            if health is not None:
+                decision = Decision(
+                    decision.action,
+                    f"{decision.reason}; {health['reason']}",
+                    {**decision.evidence, "health": health},
+                )
+            return record(args, candidate, decision)
         if decision.reason != last_reason:
             say(f"{candidate}: waiting for arena votes ({decision.reason})")
             last_reason = decision.reason
@@ -243,6 +295,7 @@ def run_loop(args: argparse.Namespace) -> int:
         raise SystemExit(f"flywheel loop: unknown {args.method} parameters: {', '.join(unknown)}")
     rounds = 0
     judged: set[str] = set()  # candidates the gate has decided on
+    measured: dict[str, Health] = {}  # long-answer health by model version
     seen = judgement_count(args)
     say(f"{seen} judgements so far; a round starts after {args.threshold} new ones")
     say(f"each round trains {args.method} with {settings_line(args.method, params)}")
@@ -261,7 +314,14 @@ def run_loop(args: argparse.Namespace) -> int:
             if candidate in judged:  # the registry keeps identical weights as one version
                 say(f"round {rounds}: the weights equal {candidate}'s, already judged: no gate")
                 continue
-            decision = gate(args, candidate, policy)
+            passed, health = True, None
+            if args.health_prompts:
+                passed, health = health_gate(args, candidate, measured)
+            if passed:
+                decision = gate(args, candidate, policy, health)
+            else:  # retired before any of its battles count
+                reason = f"less healthy than the live model: {health['reason']}"
+                decision = record(args, candidate, Decision("retire", reason, {"health": health}))
             judged.add(candidate)
             # The gate's own arena votes are its verdict on this round: they train the next
             # round but do not start it, or every gate would set off a round of its own.

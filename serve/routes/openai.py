@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -98,15 +99,23 @@ def api_key_id(request: Request) -> int | None:
 async def relay(
     services: Services, path: str, body: dict[str, Any], key_id: int | None = None
 ) -> Response:
-    """Send the request on with the engine's model name; log the exchange off the hot path."""
+    """Send the request on with the engine's model name; log the exchange off the hot path.
+
+    `"store": false` (OpenAI's own field) keeps the exchange out of the log: nothing to rate,
+    nothing to train on. The loop's health check asks that way, so its probes never become data.
+    """
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("`model` is required: a model name from /v1/models", param="model")
+    store = body.get("store", True)
+    if not isinstance(store, bool):
+        raise BadRequest("`store` must be true or false", param="store")
     engine_model = services.registry.resolve_served(model)  # 503 while it is re-loaded
     info = RequestInfo(model=model, engine_model=engine_model, body=body, api_key_id=key_id)
-    upstream = {**body, "model": engine_model}
+    upstream = {k: v for k, v in body.items() if k != "store"} | {"model": engine_model}
+    log = services.exchange_log.submit if store else _not_logged
     if body.get("stream"):
-        return await _relay_stream(services, path, info, upstream)
+        return await _relay_stream(services, path, info, upstream, log)
     try:
         status, raw = await services.engine_client.post(path, upstream)
     except EngineUnreachable as exc:
@@ -114,12 +123,20 @@ async def relay(
     if status != 200:
         raise upstream_error(status, raw)
     # Relay the engine's bytes as they are; parse them only in the log writer, off the hot path.
-    services.exchange_log.submit(lambda: exchange_from_response(info, json.loads(raw)))
+    log(lambda: exchange_from_response(info, json.loads(raw)))
     return Response(raw, media_type="application/json")
 
 
+def _not_logged(make_exchange: Callable[[], Any]) -> None:
+    """The log's `submit` for a request sent with `"store": false`."""
+
+
 async def _relay_stream(
-    services: Services, path: str, info: RequestInfo, upstream: dict
+    services: Services,
+    path: str,
+    info: RequestInfo,
+    upstream: dict,
+    log: Callable[[Callable[[], Any]], None],
 ) -> Response:
     try:
         resp = await services.engine_client.open_stream(path, upstream)
@@ -148,7 +165,7 @@ async def _relay_stream(
             # too, instead of letting it generate on for nobody.
             resp.close()
         ended = time.perf_counter()
-        services.exchange_log.submit(lambda: exchange_from_stream(info, chunks, ended))
+        log(lambda: exchange_from_stream(info, chunks, ended))
 
     return StreamingResponse(
         relay(),

@@ -228,3 +228,19 @@ def test_a_rebound_host_name_reaches_neither_the_ui_nor_the_api(stack, path):
         assert refused.status_code == 403, (host, path)
         assert refused.json()["error"]["code"] == "host_refused"
     assert httpx.get(f"{stack.url}{path}", timeout=30).status_code == 200
+
+
+def test_an_answer_asked_with_store_false_is_not_logged(stack, client):
+    """OpenAI's `store` field: the loop's health probes must never become training data."""
+    unstored = client.chat.completions.create(
+        model=BASE, messages=QUESTION, max_tokens=4, temperature=0, store=False
+    )
+    stored = client.chat.completions.create(model=BASE, messages=QUESTION, max_tokens=4)
+    logged(stack, stored.id)  # the log is written in order: the first one's turn has passed
+    assert Store(stack.data_dir / "flywheel.db").exchange(unstored.id) is None
+    refused = httpx.post(
+        f"{stack.api}/chat/completions",
+        json={"model": BASE, "messages": QUESTION, "store": "no"},
+        timeout=30,
+    )
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "store"

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import pytest
 
-from bench.answer_health import (
+from bench.loop import fault_shares, healthy_share, long_health, misses, win_rate
+from bench.preferences import PREFERENCES
+from bench.prompts import SUBJECTS, held_out_prompts, train_prompts
+from bench.trait_health import health_by_trait
+from train.answer_health import (
     before_the_loop,
     ends_cleanly,
     has_repeated_line,
     is_healthy,
     is_repetitive,
 )
-from bench.loop import fault_shares, healthy_share, long_health, misses, win_rate
-from bench.preferences import PREFERENCES
-from bench.prompts import SUBJECTS, held_out_prompts, train_prompts
-from bench.trait_health import health_by_trait
 
 LIST = "Tips:\n- water it\n- give it sun\n1. prune in spring"
 PROSE = "Water the plant and give it sun. Prune it in spring."

@@ -98,7 +98,7 @@ def test_the_gates_own_votes_do_not_start_the_next_round(monkeypatch):
         world["started_at"].append(world["judgements"])
         return f"loop@{len(world['started_at'])}"
 
-    def gate(_args, _candidate, _policy):
+    def gate(_args, _candidate, _policy, _health=None):
         world["judgements"] += 40  # the arena battles the gate watched
         return Decision("promote", "won", {})
 
@@ -108,7 +108,8 @@ def test_the_gates_own_votes_do_not_start_the_next_round(monkeypatch):
     monkeypatch.setattr(loop.time, "sleep", people_judge)
     gate_fields = {f.name: f.default for f in loop.fields(loop.GatePolicy)}
     args = argparse.Namespace(
-        method="dpo", param=[], synthetic_pairs=0, threshold=4, rounds=2, poll=1, **gate_fields
-    )
+        method="dpo", param=[], synthetic_pairs=0, threshold=4, rounds=2, poll=1,
+        health_prompts=0, **gate_fields,
+    )  # fmt: skip
     assert loop.run_loop(args) == 0
     assert world["started_at"] == [4, 48]  # 4 judgements, 40 gate votes, then 4 more

@@ -9,9 +9,9 @@ import time
 
 import httpx
 
-from bench.answer_health import repeats_itself
 from bench.preferences import PREFERENCES
 from bench.simulated_rater import SimulatedRater
+from train.answer_health import repeats_itself
 
 
 class SlowGateway:

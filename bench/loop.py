@@ -52,9 +52,10 @@ from bench.prompts import held_out_prompts, train_prompts
 from bench.protocol import NOISY_FLIP_SHARE, RATER, split_of
 from bench.simulated_rater import SAMPLING, SimulatedRater
 from bench.stack import RunningStack, running_stack
+from train import recipe
 from train.answer_health import fault, is_healthy
 from train.health_check import LONG_ANSWER_TOKENS
-from train.loop import parse_params, round_params
+from train.loop import params_for, parse_params
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "loop" / "protocol"
 LEGACY_RESULTS = RESULTS.parent
@@ -264,8 +265,9 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
         "split": split_of(preference.name),
         "control": args.control,
         "settings": {k: v for k, v in vars(args).items() if k not in ("plot", "probe")},
-        "round_params": {  # what the jobs trained with: the loop's defaults, then --param
-            m: round_params(m, parse_params(args.param)) for m in ("reward", "dpo")
+        "round_params": {  # what the jobs trained with: the recipe, then --param
+            m: {"recipe": recipe.summary(m), **params_for(m, parse_params(args.param))}
+            for m in ("reward", "dpo")
         },
         "base": {
             **answer_stats(preference, base),

@@ -34,7 +34,7 @@ from feedback.store import Store
 from serve.default_model import default_model_dir
 from train import best_of_n, reward
 from train.evaluation import reward_scores
-from train.loop import parse_params, round_params
+from train.loop import params_for, parse_params
 from train.methods import load_params
 
 
@@ -90,7 +90,7 @@ def measure(args: argparse.Namespace, setting: str) -> dict[str, Any]:
     rows = export_rows(store, "reward", split="all").rows
     train_rows = [r for r in rows if row_split("reward", r) == "train"]
     eval_rows = [r for r in rows if row_split("reward", r) == "eval"]
-    params = round_params("reward", parse_params(setting.split("#")[0].split()))
+    params = params_for("reward", parse_params(setting.split("#")[0].split()))
     model_path = str(args.model or default_model_dir())
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()

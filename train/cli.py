@@ -26,7 +26,7 @@ from feedback.exports import DEFAULT_EVAL_FRACTION, export_rows, row_split
 from serve.config import DEFAULT_MAX_LORA_RANK, add_data_dir_argument
 from serve.gateway_client import GatewayUnreachable, add_gateway_arguments, call
 from serve.jobs import REGISTRATION_FILE
-from train import methods
+from train import methods, recipe
 from train.lora import TrainParams
 from train.ranks import Ranks
 
@@ -359,8 +359,17 @@ def _prepare(
         say(f"best-of-n: {len(synthetic)} synthetic pairs added to {len(train_rows)} human ones")
         train_rows = train_rows + synthetic
 
+    given = methods.given_names(
+        args.method, args.config, {k: getattr(args, k, None) for k in vars(args)}
+    )
+    count = recipe.chat_token_counter(model_path)
+    continuing = start is not None
+    params, choices = recipe.choose(args.method, params, given, train_rows, continuing, count)
+    for choice in choices:
+        say(f"recipe: {choice}")
     config = {
         "params": params.to_dict(),
+        "recipe": choices,
         "synthetic_pairs": len(synthetic),
         "judged_since": since,
         "base": args.base,

@@ -15,33 +15,11 @@ from dataclasses import fields
 from typing import Any
 
 from serve.gateway_client import GatewayRefused, add_gateway_arguments, call
-from train import health_check
+from train import health_check, recipe
 from train.gate import Decision, GatePolicy, decide
 from train.health_check import HEALTH_PROMPTS, Health
 
 JUDGEMENTS = ("ratings", "comparisons", "edits")
-
-ROUND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "dpo": {"epochs": 3, "sft_weight": 1.0, "max_length": 96, "learning_rate": 1e-3},
-    "reward": {"epochs": 1},
-}
-"""What a round trains with unless `--param` says otherwise. Measured with bench/ablate.py and
-bench/loop.py (docs/benchmarks.md) for a round of 64 judgements, whose candidate must answer
-within 5 minutes on a 2-core CPU: plain DPO on so few pairs shortens answers into fragments,
-and the likelihood term on the chosen answers (`sft_weight`, RPO) stops that. Two passes over
-people's pairs learn more than one pass over them plus best-of-n pairs, in the same time (a
-reward model trained on ~50 pairs barely tells a good answer from a bad one). Four times the
-learning rate won more in one round but, over the rounds, made answers ramble and loop.
-Cutting each pair at 96 tokens (the prompt and the answer's first ~60 tokens, where a style
-shows) makes an epoch ~45 % cheaper: three cut epochs won as much as two whole ones in half
-the time (`list`: 150 s against 332 s to answering) and kept 512-token answers healthier."""
-
-LATER_ROUND_DEFAULTS: dict[str, dict[str, Any]] = {"dpo": {"learning_rate": 5e-4}}
-"""What changes once an adapter is live: the first round has to move the base model far on 64
-judgements, later ones refine an adapter that already shows the trait. Measured over two
-rounds of every shipped preference (docs/benchmarks.md): at 5e-4 throughout, a mild
-preference (`list-no-repeats`) won only 74 % after round 1; at 1e-3 throughout, round 2 of
-`exclaims` learned to loop (44 % healthy long answers against the base's 55 %)."""
 
 
 def say(message: str) -> None:
@@ -78,8 +56,9 @@ def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="a training hyperparameter for each job, e.g. --param max_steps=20 (repeatable); "
-        f"a round's dpo job defaults to {settings_line('dpo', {})}, its reward job to "
-        f"{settings_line('reward', {})} (measured: docs/benchmarks.md)",
+        "unset ones follow the recipe every training job runs: "
+        f"dpo {settings_line('dpo', {})}; reward {settings_line('reward', {})} "
+        "(measured: docs/benchmarks.md)",
     )
     parser.add_argument(
         "--synthetic-pairs",
@@ -143,32 +122,11 @@ def params_for(method: str, params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k in names}
 
 
-def round_params(method: str, params: dict[str, Any], later: bool = False) -> dict[str, Any]:
-    """A round's job parameters: the loop's defaults for `method` (for a round after the first
-    adapter went live, if `later`), then the --param values."""
-    defaults = {**ROUND_DEFAULTS.get(method, {})}
-    if later:
-        defaults.update(LATER_ROUND_DEFAULTS.get(method, {}))
-    return {**defaults, **params_for(method, params)}
-
-
 def settings_line(method: str, params: dict[str, Any]) -> str:
-    first = round_params(method, params)
-    line = " ".join(f"{k}={v}" for k, v in first.items()) or "its defaults"
-    changed = {
-        k: v for k, v in round_params(method, params, later=True).items() if first.get(k) != v
-    }
-    if changed:
-        later = " ".join(f"{k}={v}" for k, v in changed.items())
-        line += f" ({later} once an adapter is live)"
-    return line
-
-
-def an_adapter_is_live(args) -> bool:
-    """Whether `live` names an adapter rather than the base model: the loop keeps no state, so
-    the gateway says whether this is a first round."""
-    cards = call(args, "GET", "/v1/models")["data"]
-    return any(card["id"] == "live" and card.get("parent") for card in cards)
+    """What a round's `method` job trains with: the recipe, and the --param values over it."""
+    line = recipe.summary(method)
+    given = params_for(method, params)
+    return line + "".join(f", {k}={v} (--param)" for k, v in given.items())
 
 
 def judgement_count(args) -> int:
@@ -200,10 +158,9 @@ def train_candidate(args, params: dict[str, Any]) -> str | None:
     continue their predecessors on the judgements made since those were trained, so every
     round costs about the same, however many rounds came before.
     """
-    later = an_adapter_is_live(args)
     if args.synthetic_pairs:
         reward_base = "live" if args.base == "live" else "base"
-        reward_params = round_params("reward", params, later)
+        reward_params = params_for("reward", params)
         reward = run_job(args, {"method": "reward", "base": reward_base, "params": reward_params})
         if reward["status"] != "succeeded":
             return None
@@ -211,7 +168,7 @@ def train_candidate(args, params: dict[str, Any]) -> str | None:
         "method": args.method,
         "name": args.name,
         "base": args.base,
-        "params": round_params(args.method, params, later),
+        "params": params_for(args.method, params),  # unset ones: the recipe, as any job
         "samples": 0,  # the candidate's answers are judged in the arena; it answers 8 s sooner
     }
     if args.synthetic_pairs and args.method == "dpo":

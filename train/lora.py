@@ -49,7 +49,10 @@ class TrainParams:
     max_steps: int = field(default=-1, metadata={"help": "stop after N steps (-1: by epochs)"})
     batch_size: int = field(default=8, metadata={"help": "rows per step (per device)"})
     grad_accum: int = field(default=1, metadata={"help": "steps whose gradients are summed"})
-    max_length: int = field(default=256, metadata={"help": "tokens per prompt+answer"})
+    max_length: int = field(
+        default=256,
+        metadata={"help": "tokens per prompt+answer (0: whole answers, the longest row's length)"},
+    )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank (<= engine --max-lora-rank)"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (2 x rank)"})
     lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA path"})
@@ -89,7 +92,9 @@ class TrainParams:
             raise ValueError(
                 f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_schedule!r}"
             )
-        positive = ("epochs", "batch_size", "grad_accum", "max_length", "lora_r")
+        if self.max_length < 0:
+            raise ValueError(f"max_length must be 0 (whole answers) or more, not {self.max_length}")
+        positive = ("epochs", "batch_size", "grad_accum", "lora_r")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be greater than 0, not {getattr(self, name)!r}")
@@ -381,7 +386,7 @@ def config_kwargs(params: TrainParams, out_dir: Path, n_train: int, has_eval: bo
         "max_steps": params.max_steps,
         "learning_rate": params.learning_rate,
         "lr_scheduler_type": params.lr_schedule,
-        "max_length": params.max_length,
+        "max_length": params.max_length or None,  # 0 left unresolved (train/recipe.py): no cut
         "seed": params.seed,
         "bf16": dtype == torch.bfloat16,  # TRL's default (True) would emulate bf16 on AVX2 CPUs
         "use_cpu": not torch.cuda.is_available(),  # bf16 on a CPU is refused without it

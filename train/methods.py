@@ -102,6 +102,17 @@ def load_params(
     return cls(**{k: _coerce(_field_type(cls, k), v, k) for k, v in values.items()})
 
 
+def given_names(
+    method: str, config: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> set[str]:
+    """The parameters the config file or `overrides` set: the recipe (train/recipe.py) leaves
+    them as given."""
+    names = {f.name for f in fields(get(method).params)}
+    from_config = set(read_config(config)) if config else set()
+    from_overrides = {k for k, v in (overrides or {}).items() if v is not None}
+    return (from_config | from_overrides) & names
+
+
 def add_params_arguments(parser: argparse.ArgumentParser, cls: type[TrainParams]) -> None:
     """One `--flag` per field, with help and default; unset flags stay None (load_params)."""
     for f in fields(cls):

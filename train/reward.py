@@ -23,7 +23,11 @@ SCORE_HEAD = "score"  # what transformers names the head of *ForSequenceClassifi
 @dataclass
 class RewardParams(TrainParams):
     learning_rate: float = field(
-        default=5e-4, metadata={"help": "LoRA lr (as DPO's; the new score head learns at it too)"}
+        default=5e-4, metadata={"help": "LoRA lr (the new score head learns at it too)"}
+    )
+    epochs: float = field(
+        default=1,
+        metadata={"help": "passes over the pairs; one, as the loop measured (docs/benchmarks.md)"},
     )
 
 

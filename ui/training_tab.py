@@ -28,9 +28,11 @@ METHODS = [
     ("SFT — liked and edited answers", "sft"),
     ("Reward model — scores best-of-n pairs (not served)", "reward"),
 ]
-# The form starts at the defaults of `flywheel train --help` (the learning rate follows the
-# method), and every value shown is sent: an empty number field reads as 0, not as "default".
-DEFAULT_LR = {"dpo": 5e-4, "kto": 5e-4, "reward": 5e-4, "sft": 2e-4}
+# Unless "Set parameters by hand" is ticked, the form sends no parameter: the job then runs the
+# recipe every door runs (`flywheel train`, the API, `flywheel loop`), chosen from its data.
+# Ticked, the fields start at the defaults of `flywheel train --help` (the learning rate
+# follows the method), and every value shown is sent: an empty number field reads as 0.
+DEFAULT_LR = {"dpo": 1e-3, "kto": 5e-4, "reward": 5e-4, "sft": 2e-4}
 PARAMS = (  # (request key, label, default, precision: 0 for whole numbers, -1 allowed)
     ("learning_rate", "Learning rate", DEFAULT_LR["dpo"], None, False),
     ("epochs", "Epochs", 3, None, False),
@@ -364,9 +366,11 @@ def build_training_tab(access: Access) -> TrainingTab:
         trained = job["adapter"] if job["status"] == "succeeded" and job["adapter"] else gr.update()
         return *watch(job), *listed, trained
 
-    def start(api_key, method, name, base, synthetic, *values):
+    def start(api_key, method, name, base, synthetic, by_hand, *values):
         params = {}
         for (key, label, _, precision, minus_one), value in zip(PARAMS, values, strict=True):
+            if not by_hand:
+                break
             if value is None or (value <= 0 and not (minus_one and value == -1)):
                 allowed = " (or -1)" if minus_one else ""
                 return say(f"⚠ {label}: give a number above 0{allowed}", 4)
@@ -441,6 +445,12 @@ def build_training_tab(access: Access) -> TrainingTab:
                 elem_id="train-base",
                 scale=2,
             )
+        by_hand = gr.Checkbox(
+            label="Set parameters by hand",
+            value=False,
+            elem_id="train-by-hand",
+            info="unticked: the measured recipe, chosen from the data (the one flywheel loop runs)",
+        )
         with gr.Row():
             fields = [
                 gr.Number(
@@ -449,6 +459,7 @@ def build_training_tab(access: Access) -> TrainingTab:
                     precision=precision,
                     elem_id=f"train-{key.replace('_', '-')}",
                     min_width=120,
+                    interactive=False,
                 )
                 for key, label, default, precision, _ in PARAMS
             ]
@@ -518,7 +529,13 @@ def build_training_tab(access: Access) -> TrainingTab:
         **quiet,
     )
     start_button.click(
-        start, [key, method, name, base, synthetic, *fields], [*shown, jobs_table], **quiet
+        start,
+        [key, method, name, base, synthetic, by_hand, *fields],
+        [*shown, jobs_table],
+        **quiet,
+    )
+    by_hand.change(
+        lambda ticked: [gr.update(interactive=ticked) for _ in fields], [by_hand], fields, **quiet
     )
     cancel_button.click(cancel, [key, watched], [status], **quiet)
     jobs_table.select(pick_job, [key], shown, **quiet)

@@ -4,7 +4,7 @@ at once instead of after a round's worth of judgements."""
 import subprocess
 import sys
 
-from train.loop import LATER_ROUND_DEFAULTS, ROUND_DEFAULTS, params_for, round_params
+from train.loop import params_for
 
 
 def test_a_dpo_only_parameter_is_not_sent_to_the_reward_job():
@@ -23,62 +23,24 @@ def test_an_unknown_parameter_stops_the_loop_before_it_waits():
     assert "unknown dpo parameters: sft_wieght" in result.stderr
 
 
-def test_a_round_uses_the_loop_defaults_unless_a_param_overrides_them():
-    assert round_params("dpo", {}) == ROUND_DEFAULTS["dpo"]
-    assert round_params("dpo", {"learning_rate": 5e-4})["learning_rate"] == 5e-4
-    assert round_params("dpo", {"epochs": 1})["sft_weight"] == 1.0
-    assert round_params("reward", {"sft_weight": 2.0, "learning_rate": 2e-4}) == {
-        "epochs": 1,
-        "learning_rate": 2e-4,
-    }
-    assert round_params("kto", {}) == {}  # no measured defaults: the method's own
-
-
-def test_rounds_after_the_first_adapter_learn_at_half_the_rate_unless_a_param_says():
-    first = round_params("dpo", {})
-    later = round_params("dpo", {}, later=True)
-    assert later["learning_rate"] == first["learning_rate"] / 2
-    assert {k: v for k, v in later.items() if k != "learning_rate"} == {
-        k: v for k, v in first.items() if k != "learning_rate"
-    }
-    assert round_params("dpo", {"learning_rate": 2e-4}, later=True)["learning_rate"] == 2e-4
-    assert round_params("reward", {}, later=True) == round_params("reward", {})
-
-
-def test_a_round_asks_the_gateway_whether_an_adapter_is_live(monkeypatch):
-    """The loop keeps no state: a restarted loop must not train a later round at the first
-    round's rate, so the job's rate follows the `live` card, not a counter."""
+def test_a_round_sends_only_its_param_values_and_leaves_the_rest_to_the_recipe(monkeypatch):
+    """One recipe: a loop round's job is the job any door starts, plus the --param values."""
     import argparse
 
     from train import loop
 
     sent = []
-    cards = {"data": [{"id": "base-model", "parent": None}, {"id": "live", "parent": None}]}
 
     def gateway(_args, method, path, body=None):
-        if path == "/v1/models":
-            return cards
         sent.append(body)
-        return {"id": "j1", "status": "succeeded", "adapter": f"loop@{len(sent)}"}
+        return {"id": 1, "status": "succeeded", "adapter": f"loop@{len(sent)}"}
 
     monkeypatch.setattr(loop, "call", gateway)
     args = argparse.Namespace(method="dpo", name="loop", base="live", synthetic_pairs=0, poll=0)
     loop.train_candidate(args, {})
-    cards["data"][1] = {"id": "live", "root": "loop@1", "parent": "base-model"}
-    loop.train_candidate(args, {})
-    rates = [body["params"]["learning_rate"] for body in sent]
-    assert rates == [
-        ROUND_DEFAULTS["dpo"]["learning_rate"],
-        LATER_ROUND_DEFAULTS["dpo"]["learning_rate"],
-    ]
-
-
-def test_the_loop_defaults_are_valid_parameters_of_their_methods():
-    from train.methods import get
-
-    for method, defaults in [*ROUND_DEFAULTS.items(), *LATER_ROUND_DEFAULTS.items()]:
-        params = get(method).params(**defaults)
-        assert {k: getattr(params, k) for k in defaults} == defaults
+    loop.train_candidate(args, {"epochs": 1, "sft_weight": 2.0})
+    assert [body["params"] for body in sent] == [{}, {"epochs": 1, "sft_weight": 2.0}]
+    assert all(body["base"] == "live" for body in sent)
 
 
 def test_the_gates_own_votes_do_not_start_the_next_round(monkeypatch):

@@ -1,7 +1,9 @@
 """Did tuning break the model? Answers that are empty, loop on themselves or stop mid-word.
 
-A preference can be "won" by degenerate text (an empty answer is certainly brief), so the
-benchmark reports the share of healthy answers, tuned against base, next to every win rate.
+A preference can be "won" by degenerate text (an empty answer is certainly brief), so the gate
+(train/health_check.py) retires a candidate whose long answers are less healthy than the live
+model's, and the benchmark reports the same share, tuned against base, next to every win rate:
+one definition for both, here.
 """
 
 from __future__ import annotations

@@ -197,6 +197,9 @@ class LeaderboardRow(BaseModel):
     ci_high: float
     rank: int
     battles: int
+    wins: int
+    losses: int
+    ties: int = Field(description="ties and both-bad votes: half a win each")
     win_rate: float
 
 

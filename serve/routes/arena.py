@@ -277,6 +277,9 @@ async def get_leaderboard(
                 ci_high=s.ci_high,
                 rank=s.rank,
                 battles=s.battles,
+                wins=s.wins,
+                losses=s.losses,
+                ties=s.ties,
                 win_rate=s.win_rate,
             )
             for s in standings

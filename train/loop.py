@@ -250,6 +250,10 @@ def run_loop(args: argparse.Namespace) -> int:
     unknown = sorted(set(params) - set(params_for(args.method, params)))
     if unknown:  # refused now, not after a round's worth of judgements
         raise SystemExit(f"flywheel loop: unknown {args.method} parameters: {', '.join(unknown)}")
+    if not 0 <= args.health_prompts <= len(HEALTH_PROMPTS):
+        raise SystemExit(
+            f"flywheel loop: --health-prompts takes 0 (no check) to {len(HEALTH_PROMPTS)}"
+        )
     rounds = 0
     judged: set[str] = set()  # candidates the gate has decided on
     measured: dict[str, Health] = {}  # long-answer health by model version

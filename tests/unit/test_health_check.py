@@ -100,3 +100,8 @@ def test_a_healthy_candidate_or_no_check_goes_on_to_the_arena(monkeypatch, flags
     else:  # both figures kept with the arena's decision
         assert decision["evidence"]["health"]["candidate"]["healthy"] == 1.0
         assert "512-token answers" in decision["reason"]
+
+
+def test_more_health_prompts_than_there_are_is_refused_at_once(monkeypatch):
+    with pytest.raises(SystemExit, match="--health-prompts takes 0"):
+        run_one_round(monkeypatch, FakeGateway(HEALTHY), "--health-prompts", "99")

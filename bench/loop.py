@@ -252,6 +252,11 @@ def loop_command(stack: RunningStack, args: argparse.Namespace) -> list[str]:
     return command
 
 
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's settings as JSON can hold them (where results go is not one of them)."""
+    return {k: v for k, v in vars(args).items() if k not in ("plot", "probe", "results")}
+
+
 async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Every round's figures, written to `out` after each round (a cut-short run keeps them)."""
     preference = PREFERENCES[args.preference]
@@ -264,7 +269,7 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
         "description": preference.description,
         "split": split_of(preference.name),
         "control": args.control,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("plot", "probe")},
+        "settings": run_settings(args),
         "round_params": {  # what the jobs trained with: the recipe, then --param
             m: {"recipe": recipe.summary(m), **params_for(m, parse_params(args.param))}
             for m in ("reward", "dpo")

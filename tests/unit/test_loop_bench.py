@@ -293,3 +293,18 @@ def test_misses_show_the_first_rejected_answer_of_each_prompt_spread_over_the_pr
     shown = misses(exclaims, prompts, tuned, count=4)
     assert [m["prompt"] for m in shown] == ["p1", "p5", "p9", "p13"]
     assert shown[0]["tuned"] == "no 1."
+
+
+def test_a_runs_settings_can_be_written_as_json():
+    """Regression: `--results` (a Path) in the settings crashed the first protocol run as it
+    wrote its round-1 figures."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    from bench.loop import run_settings
+
+    args = argparse.Namespace(preference="you", results=Path("/tmp/x"), plot=False, probe=False,
+                              noise=0.15, seed=0)  # fmt: skip
+    settings = run_settings(args)
+    assert json.loads(json.dumps(settings)) == {"preference": "you", "noise": 0.15, "seed": 0}

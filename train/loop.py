@@ -83,6 +83,15 @@ def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
         help="retire a candidate whose healthy share of those answers is more than this below "
         "the live model's (default: %(default)s)",
     )
+    parser.add_argument(
+        "--health-max-tokens",
+        type=int,
+        default=health_check.LONG_ANSWER_TOKENS,
+        metavar="N",
+        help="how far those answers may run: at the usual 128 most answers of any model are "
+        "cut, so a clean end measures length; at 512 one that does not end rambles or loops "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--rounds", type=int, default=0, help="stop after N rounds (0: never)")
     parser.add_argument(
         "--poll", type=float, default=5.0, help="seconds between checks (default: %(default)s)"
@@ -210,10 +219,15 @@ def health_gate(args, candidate: str, measured: dict[str, Health]) -> tuple[bool
     prompts = HEALTH_PROMPTS[: args.health_prompts]
     live = live_version(args)
     if live not in measured:
-        say(f"health check: {live} (live) answers {len(prompts)} prompts x2 at full length")
-        measured[live] = health_check.measure(args, live, prompts)
+        say(f"health check: {live} (live) answers {len(prompts)} prompts x2, up to "
+            f"{args.health_max_tokens} tokens")  # fmt: skip
+        measured[live] = health_check.measure(
+            args, live, prompts, max_tokens=args.health_max_tokens
+        )
     say(f"health check: {candidate} answers the same prompts")
-    measured[candidate] = health_check.measure(args, candidate, prompts)
+    measured[candidate] = health_check.measure(
+        args, candidate, prompts, max_tokens=args.health_max_tokens
+    )
     passed, reason = health_check.verdict(measured[candidate], measured[live], args.health_margin)
     say(f"health check: {reason}")
     evidence = {"candidate": measured[candidate].to_dict(), "live": measured[live].to_dict(),

@@ -97,9 +97,9 @@ def test_loop_promotes_a_preferred_candidate_and_retires_a_rejected_one(stack, t
         "--threshold", "0", "--poll", "1", "--name", "it-loop", "--param", "max_steps=1",
         "--param", "batch_size=64",  # one step sees every row: round 1's votes change round 2
         "--min-battles", "3", "--decide-after", "3", "--win-rate", "0.6", "--max-battles", "6",
-        # the health check runs for real, on one prompt; any health passes (one step of
-        # training cannot break the model, and two answers cannot tell)
-        "--health-prompts", "1", "--health-margin", "1",
+        # the health check runs for real, on one prompt and short answers (the suite's time);
+        # any health passes (one step of training cannot break the model, two answers not tell)
+        "--health-prompts", "1", "--health-max-tokens", "32", "--health-margin", "1",
     ]  # fmt: skip
     loop = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
@@ -119,7 +119,7 @@ def test_loop_promotes_a_preferred_candidate_and_retires_a_rejected_one(stack, t
     assert first["reason"] and first["evidence"]["candidate"]["battles"] >= 3
     health = first["evidence"]["health"]
     assert health["candidate"]["answers"] == health["live"]["answers"] == 2
-    assert "512-token answers" in first["reason"]
+    assert "32-token answers" in first["reason"]
     assert (second["candidate"], second["action"]) == ("it-loop@2", "retire"), stderr
     assert second["incumbent"] == "it-loop@1"
     assert "round 2: retire it-loop@2" in stderr

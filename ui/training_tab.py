@@ -445,24 +445,15 @@ def build_training_tab(access: Access) -> TrainingTab:
                 elem_id="train-base",
                 scale=2,
             )
-        by_hand = gr.Checkbox(
-            label="Set parameters by hand",
-            value=False,
-            elem_id="train-by-hand",
-            info="unticked: the measured recipe, chosen from the data (the one flywheel loop runs)",
-        )
         with gr.Row():
-            fields = [
-                gr.Number(
-                    value=default,
-                    label=label,
-                    precision=precision,
-                    elem_id=f"train-{key.replace('_', '-')}",
-                    min_width=120,
-                    interactive=False,
-                )
-                for key, label, default, precision, _ in PARAMS
-            ]
+            by_hand = gr.Checkbox(
+                label="Set parameters by hand",
+                value=False,
+                elem_id="train-by-hand",
+                info="unticked: the measured recipe, chosen from the data (the one flywheel "
+                "loop runs)",
+                scale=3,
+            )
             synthetic = gr.Number(
                 label="Synthetic pairs (best-of-n)",
                 value=0,
@@ -472,6 +463,17 @@ def build_training_tab(access: Access) -> TrainingTab:
                 min_width=120,
                 info="needs a trained reward model",
             )
+        with gr.Row(visible=False, elem_id="train-params") as by_hand_row:
+            fields = [
+                gr.Number(
+                    value=default,
+                    label=label,
+                    precision=precision,
+                    elem_id=f"train-{key.replace('_', '-')}",
+                    min_width=120,
+                )
+                for key, label, default, precision, _ in PARAMS
+            ]
         start_button = gr.Button("▶ Start training", variant="primary", elem_id="train-start")
     need_admin = gr.Markdown(
         "Starting and cancelling training jobs need an admin key (enter one under Access); "
@@ -534,9 +536,7 @@ def build_training_tab(access: Access) -> TrainingTab:
         [*shown, jobs_table],
         **quiet,
     )
-    by_hand.change(
-        lambda ticked: [gr.update(interactive=ticked) for _ in fields], [by_hand], fields, **quiet
-    )
+    by_hand.change(lambda ticked: gr.update(visible=ticked), [by_hand], [by_hand_row], **quiet)
     cancel_button.click(cancel, [key, watched], [status], **quiet)
     jobs_table.select(pick_job, [key], shown, **quiet)
     method.change(method_changed, [method], [fields[0], synthetic, name], **quiet)

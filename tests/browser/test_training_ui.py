@@ -37,8 +37,9 @@ def start_job(page, name: str, **fields) -> int:
     page.locator("#train-start").wait_for()
     previous = job_box(page).get("job")
     page.locator("#train-name input, #train-name textarea").first.fill(name)
-    if fields:  # unticked, the fields are locked and the job runs the recipe
+    if fields:  # unticked, the fields are hidden and the job runs the recipe
         page.locator("#train-by-hand input").check()
+        page.locator("#train-params").wait_for()
     for field, value in fields.items():
         page.locator(f"#train-{field} input").fill(str(value))
     page.locator("#train-start").click()

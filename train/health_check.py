@@ -14,11 +14,10 @@ they never become ratings or training data.
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
-from serve.gateway_client import call
 from train.answer_health import fault
 
 LONG_ANSWER_TOKENS = 512
@@ -77,8 +76,12 @@ class Health:
         return asdict(self)
 
 
+Chat = Callable[[dict], dict]
+"""`POST /v1/chat/completions` on the gateway: a request body in, the response body out."""
+
+
 def measure(
-    args: argparse.Namespace,
+    chat: Chat,
     model: str,
     prompts: list[str],
     per_prompt: int = 2,
@@ -98,7 +101,7 @@ def measure(
             "seed": seed + i,
             "store": False,
         }
-        choices = call(args, "POST", "/v1/chat/completions", body, timeout=900)["choices"]
+        choices = chat(body)["choices"]
         return [(c["message"]["content"] or "", c.get("finish_reason")) for c in choices]
 
     with ThreadPoolExecutor(concurrency) as pool:

@@ -218,15 +218,19 @@ def health_gate(args, candidate: str, measured: dict[str, Health]) -> tuple[bool
     The live model's figures are measured once per version (`measured` remembers them)."""
     prompts = HEALTH_PROMPTS[: args.health_prompts]
     live = live_version(args)
+
+    def chat(body: dict) -> dict:
+        return call(args, "POST", "/v1/chat/completions", body, timeout=900)
+
     if live not in measured:
         say(f"health check: {live} (live) answers {len(prompts)} prompts x2, up to "
             f"{args.health_max_tokens} tokens")  # fmt: skip
         measured[live] = health_check.measure(
-            args, live, prompts, max_tokens=args.health_max_tokens
+            chat, live, prompts, max_tokens=args.health_max_tokens
         )
     say(f"health check: {candidate} answers the same prompts")
     measured[candidate] = health_check.measure(
-        args, candidate, prompts, max_tokens=args.health_max_tokens
+        chat, candidate, prompts, max_tokens=args.health_max_tokens
     )
     passed, reason = health_check.verdict(measured[candidate], measured[live], args.health_margin)
     say(f"health check: {reason}")

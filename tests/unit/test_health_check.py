@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from train import health_check, loop
+from train import loop
 from train.health_check import Health, verdict
 
 HEALTHY = "Octopuses have three hearts. They are clever animals."
@@ -63,7 +63,6 @@ class FakeGateway:
 
 def run_one_round(monkeypatch, gateway: FakeGateway, *flags: str) -> argparse.Namespace:
     monkeypatch.setattr(loop, "call", gateway)
-    monkeypatch.setattr(health_check, "call", gateway)
     parser = argparse.ArgumentParser()
     loop.add_loop_arguments(parser)
     args = parser.parse_args(["--rounds", "1", "--poll", "0", *flags])

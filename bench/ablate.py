@@ -9,11 +9,16 @@ same base answers); the table gives win rate, trait and healthy shares, and the 
 seconds from start to the adapter answering.
 
     python -m bench.ablate --preference brief --data-dir /tmp/abl-brief \\
-        --try "epochs=1" --try "epochs=1 lr_schedule=constant"
+        --try "max_length=96" --try "max_length=0 epochs=2"
 
-The data folder is kept: a second run on it skips the judging and the reward model.
-"healthy at 512 tokens" is the collapse check (bench.loop.LONG_ANSWER_TOKENS).
-Results go to docs/ablations/<preference>.json (appended per setting).
+Only the protocol's tuning preferences may be ablated (bench/protocol.py: a held-out result
+must never choose a default), with its realistic rater (at most 4 answers read, no edits) and,
+like the loop's default, no synthetic pairs. The data folder is kept: a second run on it skips
+the judging and the reward model. The base model's answers and health come from bench.loop's
+cache, so the two benchmarks compare against the same sample. "healthy at 512 tokens" is the
+collapse check (bench.loop.LONG_ANSWER_TOKENS). Results go to
+docs/ablations/protocol/<preference>.json (appended per setting; the runs from before the
+protocol are in docs/ablations/).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import httpx
 from bench.loop import (
     LONG_ANSWER_TOKENS,
     answer_stats,
+    base_answers,
     base_engine_name,
     first_answer,
     get,
@@ -43,11 +49,12 @@ from bench.loop import (
 )
 from bench.preferences import PREFERENCES
 from bench.prompts import held_out_prompts, train_prompts
+from bench.protocol import RATER, TUNING
 from bench.simulated_rater import SimulatedRater
 from bench.stack import RunningStack, running_stack
 from train.loop import parse_params, settings_line
 
-RESULTS = Path(__file__).resolve().parent.parent / "docs" / "ablations"
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "ablations" / "protocol"
 
 
 def say(message: str) -> None:
@@ -74,7 +81,10 @@ async def judged_once(stack: RunningStack, args: argparse.Namespace) -> None:
     if judgement_count(stack) < args.judgements:
         say(f"the rater makes {args.judgements} judgements")
         async with httpx.AsyncClient(base_url=stack.url, timeout=900) as client:
-            rater = SimulatedRater(client, preference, edits=args.edits, seed=args.seed)
+            rater = SimulatedRater(
+                client, preference, edits=RATER["edits"], noise=RATER["noise"],
+                max_answers=RATER["max_answers"], seed=args.seed,
+            )  # fmt: skip
             await rater.judge(train_prompts(), args.judgements - judgement_count(stack))
         say(f"the rater read {rater.tally.answers_read} answers, edited {rater.tally.edits}")
     if args.synthetic_pairs and not any(
@@ -84,34 +94,13 @@ async def judged_once(stack: RunningStack, args: argparse.Namespace) -> None:
         run_job(stack, {"method": "reward", "params": parse_params(args.reward.split())})
 
 
-async def base_answers(stack: RunningStack, args: argparse.Namespace) -> list:
-    cached = args.data_dir / f"base-answers-x{args.samples}.json"
-    if cached.is_file():
-        return json.loads(cached.read_text())
-    answers = await sample_answers(
-        stack.engine_url, base_engine_name(stack), held_out_prompts(), args.samples, seed=1
-    )
-    cached.write_text(json.dumps(answers))
-    return answers
-
-
-async def base_long_health(stack: RunningStack, args: argparse.Namespace) -> dict[str, Any]:
-    cached = args.data_dir / "base-healthy-long.json"
-    if cached.is_file():
-        return json.loads(cached.read_text())
-    share = await long_answer_health(stack.engine_url, base_engine_name(stack), held_out_prompts())
-    cached.write_text(json.dumps(share))
-    return share
-
-
 async def ablate(stack: RunningStack, args: argparse.Namespace) -> None:
     preference = PREFERENCES[args.preference]
     await judged_once(stack, args)
-    base = await base_answers(stack, args)
-    base_stats = {
-        **answer_stats(preference, base),
-        **await base_long_health(stack, args),
-    }
+    base, base_health = await base_answers(
+        stack, base_engine_name(stack), held_out_prompts(), args.samples, fresh=False
+    )
+    base_stats = {**answer_stats(preference, base), **base_health}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{preference.name}.json"
     results = json.loads(out.read_text()) if out.is_file() else []
@@ -167,13 +156,18 @@ async def ablate(stack: RunningStack, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preference", choices=list(PREFERENCES), default="brief")
+    parser.add_argument(
+        "--preference", choices=TUNING, default="brief",
+        help="a tuning preference (the held-out ones never choose a setting)",
+    )  # fmt: skip
     parser.add_argument("--data-dir", type=Path, required=True, help="kept between runs")
     parser.add_argument("--judgements", type=int, default=64)
-    parser.add_argument("--synthetic-pairs", type=int, default=48)
+    parser.add_argument(
+        "--synthetic-pairs", type=int, default=0,
+        help="best-of-n pairs per job, as `flywheel loop --synthetic-pairs` (default: none)",
+    )  # fmt: skip
     parser.add_argument("--samples", type=int, default=4, help="answers per held-out prompt")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--edits", action="store_true", help="the rater also edits answers")
     parser.add_argument(
         "--reward",
         default=settings_line("reward", {}),

@@ -157,3 +157,16 @@ def check_generation_limits(body: dict[str, Any], max_messages: int, max_tokens:
                 "ask for fewer",
                 param=param,
             )
+
+
+def with_token_cap(body: dict[str, Any], limit: int | None) -> dict[str, Any]:
+    """`body` with `max_tokens` set to the operator's cap when the request names no limit.
+
+    Without it the engine answers up to the whole remaining context, so `--max-tokens-cap` held
+    only for clients that asked for a number. vLLM clips `max_tokens` to the context left, so
+    the cap never turns a request that fits into an error. `limit` None (no cap set): unchanged.
+    """
+    asked = any(body.get(p) is not None for p in ("max_tokens", "max_completion_tokens"))
+    if limit is None or asked:
+        return body
+    return {**body, "max_tokens": limit}

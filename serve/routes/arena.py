@@ -19,6 +19,7 @@ from feedback.leaderboard import Standing
 from serve.battle_streams import SideAnswer, generate_pair
 from serve.client_gone import unless_client_leaves
 from serve.errors import APIError, Conflict, error_body, error_responses
+from serve.json_body import check_generation_limits
 from serve.protocol import (
     Battle,
     BattleRequest,
@@ -178,6 +179,16 @@ async def _run_turn(
     )
 
 
+def _check_token_cap(req: BattleSampling, services: Services) -> None:
+    """A battle asks the engine for `max_tokens` twice: the operator's cap holds here too. A
+    number asked for over the cap is a 400, as on /v1/chat/completions; the default is cut to it."""
+    cap = services.settings.max_tokens_cap
+    if "max_tokens" in req.model_fields_set:
+        check_generation_limits({"max_tokens": req.max_tokens}, services.settings.max_messages, cap)
+    else:
+        req.max_tokens = min(req.max_tokens, cap)
+
+
 @router.post("/battles", response_model=Battle, responses=BATTLE_RESPONSES)
 async def start_battle(req: BattleRequest, request: Request, services: ServicesDep):
     """Two served models answer the same messages; which is which stays hidden until the vote.
@@ -185,6 +196,7 @@ async def start_battle(req: BattleRequest, request: Request, services: ServicesD
     With `stream: true` the answers arrive as SSE events `{battle_id, side, delta}`, paced
     equally, then one event with the whole battle, then `[DONE]`.
     """
+    _check_token_cap(req, services)
     model_a, model_b = _pick_models(services, req.models)
     messages = [m.model_dump() for m in req.messages]
     key_id = api_key_id(request)
@@ -200,6 +212,7 @@ async def continue_battle(
     battle_id: str, req: TurnRequest, request: Request, services: ServicesDep
 ):
     """Another turn before the vote: each side answers with its own history."""
+    _check_token_cap(req, services)
     battle = await run_in_threadpool(
         services.arena.begin_turn, battle_id, [m.model_dump() for m in req.messages]
     )

@@ -21,7 +21,7 @@ from serve.client_gone import unless_client_leaves
 from serve.engine_client import EngineUnreachable
 from serve.errors import APIError, BadRequest, EngineUnavailable, error_body, error_responses
 from serve.exchange_log import RequestInfo, exchange_from_response, exchange_from_stream
-from serve.json_body import check_generation_limits
+from serve.json_body import check_generation_limits, with_token_cap
 from serve.protocol import Completion, ModelList
 from serve.services import Services, ServicesDep
 from serve.sse import EVENT_STREAM
@@ -113,6 +113,7 @@ async def relay(
     engine_model = services.registry.resolve_served(model)  # 503 while it is re-loaded
     info = RequestInfo(model=model, engine_model=engine_model, body=body, api_key_id=key_id)
     upstream = {k: v for k, v in body.items() if k != "store"} | {"model": engine_model}
+    upstream = with_token_cap(upstream, services.settings.max_tokens_limit)
     log = services.exchange_log.submit if store else _not_logged
     if body.get("stream"):
         return await _relay_stream(services, path, info, upstream, log)

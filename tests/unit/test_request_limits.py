@@ -212,3 +212,34 @@ def test_up_takes_the_limits_from_the_command_line():
     assert [str(p) for p in args.adapter_root] == ["/srv/a", "/srv/b"]
     assert (args.max_body_mib, args.max_messages, args.max_tokens_cap) == (8, 50, 256)
     assert (args.max_adapter_mib, args.max_adapter_files) == (2048, 100)
+
+
+def test_a_battle_keeps_to_the_max_tokens_cap():
+    """Hardening 5: the arena's default is cut to the cap; a number asked for over it is a 400."""
+    from types import SimpleNamespace
+
+    from serve.errors import BadRequest
+    from serve.protocol import BattleRequest
+    from serve.routes.arena import _check_token_cap
+
+    settings = Settings("m", "m", max_model_len=2048, max_tokens_limit=16)
+    services = SimpleNamespace(settings=settings)
+    messages = [{"role": "user", "content": "hi"}]
+    default = BattleRequest(messages=messages)
+    _check_token_cap(default, services)
+    assert default.max_tokens == 16
+    with pytest.raises(BadRequest, match="limit of 16 tokens"):
+        _check_token_cap(BattleRequest(messages=messages, max_tokens=17), services)
+    fits = BattleRequest(messages=messages, max_tokens=12)
+    _check_token_cap(fits, services)
+    assert fits.max_tokens == 12
+
+
+def test_a_request_without_max_tokens_gets_the_operators_cap():
+    from serve.json_body import with_token_cap
+
+    body = {"model": "m", "messages": []}
+    assert with_token_cap(body, 16)["max_tokens"] == 16
+    assert with_token_cap(body, None) == body  # no cap set: the engine's own default
+    assert with_token_cap({**body, "max_tokens": 4}, 16)["max_tokens"] == 4
+    assert "max_tokens" not in with_token_cap({**body, "max_completion_tokens": 4}, 16)

@@ -85,6 +85,8 @@ def read_rows(data: bytes) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]
             rows.append((number, json.loads(line)))
         except json.JSONDecodeError as exc:
             problems.append((number, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+        except RecursionError:  # the decoder recurses per level: 100,000 `[` end here
+            problems.append((number, "not valid JSON (nested too deeply)"))
     return rows, problems
 
 

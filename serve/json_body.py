@@ -6,7 +6,10 @@ ASGI middleware: it rewrites one request header and never touches response strea
 
 It also caps the body's size (413 in OpenAI's shape) before any route reads it: a body
 declared too large is refused unread, one sent without a length is counted as it arrives.
-The body is read once, here, and handed on as it came; nothing is parsed twice. What a chat
+The body is read once, here, and handed on as it came; nothing is parsed twice. A body nested
+deeper than `MAX_NESTING` is refused (400) before any parser sees it: Python's JSON decoder
+recurses per level and a body of 100,000 `[` would end as a `RecursionError` (a 500) in
+whichever route parsed it. What a chat
 request asks for (messages, max_tokens) is checked by `check_generation_limits` in the route,
 on the JSON it parses anyway.
 
@@ -20,6 +23,7 @@ the API anyway, and servers, scripts and this gateway's own pages send no foreig
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +37,10 @@ CROSS_ORIGIN = (
     "cross-origin browser requests are refused (this gateway does not enable CORS); call the "
     "API from a server or a script, or through this gateway's own pages"
 )
+MAX_NESTING = 128
+"""Levels of `[`/`{` a body may nest: tool and response-format schemas need a few dozen."""
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 # Paths that stream their own large bodies under their own cap (bulk import: 512 MiB, admin).
 OWN_BODY_CAP = ("/v1/feedback/import",)
 
@@ -80,7 +88,15 @@ class JsonBodies:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        await self.app(scope, _replay(b"".join(chunks), receive), send)
+        body = b"".join(chunks)
+        if nesting_depth(body) > MAX_NESTING:
+            message = (
+                f"the request body nests arrays and objects more than {MAX_NESTING} levels "
+                "deep; send a flatter body"
+            )
+            await _refuse(send, 400, "too_deeply_nested", message)
+            return
+        await self.app(scope, _replay(body, receive), send)
 
     async def _too_large(self, send: Send) -> None:
         cap = self.max_body_bytes
@@ -90,6 +106,21 @@ class JsonBodies:
             "(fewer or shorter messages), or start the gateway with a larger --max-body-mib"
         )
         await _refuse(send, 413, "request_too_large", message)
+
+
+def nesting_depth(body: bytes) -> int:
+    """How deep the arrays and objects of a JSON text nest (brackets inside strings not counted);
+    linear, with no recursion. A body with few brackets is answered without a scan."""
+    if body.count(b"[") + body.count(b"{") <= MAX_NESTING:
+        return 0
+    depth = deepest = 0
+    for bracket in _JSON_STRING.sub(b"", body).translate(None, _NOT_A_BRACKET):
+        if bracket in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 async def _refuse(send: Send, status: int, code: str, message: str) -> None:

@@ -88,6 +88,13 @@ def test_a_bad_json_line_is_named_by_its_line_and_nothing_is_stored():
     assert error.errors == ["row 2: not valid JSON (Expecting value at column 13)"]
 
 
+def test_a_line_nested_too_deeply_is_named_not_a_crash():
+    """Hardening 13: the JSON decoder recurses per level; 100,000 `[` raised RecursionError."""
+    store = Store(None)
+    error = rejected(store, "dpo", jsonl(PAIR, b"[" * 100_000, PAIR))
+    assert error.errors == ["row 2: not valid JSON (nested too deeply)"]
+
+
 def test_missing_column_names_the_column_and_guesses_the_format():
     kto_row = {"prompt": P1, "completion": PAIR["chosen"], "label": True}
     error = rejected(Store(None), "dpo", jsonl(kto_row, kto_row))

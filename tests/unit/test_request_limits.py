@@ -4,6 +4,7 @@ all in OpenAI's error shape; CORS stays off unless an operator adds it."""
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 from fastapi import FastAPI, Request
@@ -243,3 +244,19 @@ def test_a_request_without_max_tokens_gets_the_operators_cap():
     assert with_token_cap(body, None) == body  # no cap set: the engine's own default
     assert with_token_cap({**body, "max_tokens": 4}, 16)["max_tokens"] == 4
     assert "max_tokens" not in with_token_cap({**body, "max_completion_tokens": 4}, 16)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/feedback/ratings"])
+def test_a_body_nested_too_deeply_is_a_400_not_a_500(gateway, path):
+    """Hardening 13: 100,000 nested brackets ended as a RecursionError (500) in the parser."""
+    for deep in (b"[" * 100_000, b'{"model": "m", "messages": ' + b"[" * 200 + b"]" * 200 + b"}"):
+        message = assert_error(gateway.post(path, content=deep), 400, "too_deeply_nested")
+        assert "128 levels" in message
+
+
+def test_brackets_inside_strings_are_not_nesting():
+    from serve.json_body import nesting_depth
+
+    text = "[{" * 5000 + ' \\" [' * 50
+    assert nesting_depth(json.dumps({"messages": [{"content": text}]}).encode()) == 3
+    assert nesting_depth(b"[" * 129 + b"]" * 129) == 129

@@ -19,10 +19,17 @@ from starlette.background import BackgroundTask
 
 from serve.client_gone import unless_client_leaves
 from serve.engine_client import EngineUnreachable
-from serve.errors import APIError, BadRequest, EngineUnavailable, error_body, error_responses
+from serve.errors import (
+    APIError,
+    BadRequest,
+    EngineUnavailable,
+    UnknownModel,
+    error_body,
+    error_responses,
+)
 from serve.exchange_log import RequestInfo, exchange_from_response, exchange_from_stream
 from serve.json_body import check_generation_limits, with_token_cap
-from serve.protocol import Completion, ModelList
+from serve.protocol import Completion, ModelCard, ModelList
 from serve.services import Services, ServicesDep
 from serve.sse import EVENT_STREAM
 
@@ -187,3 +194,14 @@ async def list_models(services: ServicesDep) -> dict:
     data = json.loads(raw)
     data["data"].extend(services.registry.model_cards(created=int(time.time())))
     return data
+
+
+@router.get("/models/{model:path}", response_model=ModelCard, responses=error_responses(404, 503))
+async def retrieve_model(model: str, services: ServicesDep) -> dict:
+    """One entry of /v1/models (`client.models.retrieve`): the base, an adapter, an alias."""
+    cards = (await list_models(services))["data"]
+    card = next((c for c in cards if c["id"] == model), None)
+    if card is None:
+        names = ", ".join(sorted(c["id"] for c in cards)[:20])
+        raise UnknownModel(f"no model {model!r} is served here; served: {names}", param="model")
+    return card

@@ -79,6 +79,15 @@ def test_models_lists_aliases_with_their_targets(client):
     assert models["live"].root in models  # the base model, or the promoted adapter
 
 
+def test_models_retrieve_gives_one_card_or_a_not_found(client):
+    """Hardening 19: `client.models.retrieve` was a 404 for every model."""
+    assert client.models.retrieve(BASE).id == BASE
+    live = client.models.retrieve("live")
+    assert live.id == "live" and live.root == client.models.retrieve("live").root
+    with pytest.raises(openai.NotFoundError, match="no model 'nope' is served"):
+        client.models.retrieve("nope")
+
+
 def test_metrics_count_requests_and_tokens(stack, client):
     client.chat.completions.create(model=BASE, messages=ASK, max_tokens=5)
     text = httpx.get(f"{stack.url}/metrics").text

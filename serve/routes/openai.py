@@ -162,8 +162,10 @@ async def _relay_stream(
                 chunks.append(chunk)
                 yield chunk
         except (TimeoutError, aiohttp.ClientError) as exc:
-            # The engine died mid-answer: end the stream the way OpenAI clients understand.
+            # The engine died mid-answer: end the stream the way OpenAI clients understand, an
+            # error event, then `[DONE]` for the clients that read until it.
             yield stream_error(f"the engine stopped mid-answer: {exc or type(exc).__name__}")
+            yield b"data: [DONE]\n\n"
 
     async def finish() -> None:
         if resp.content.at_eof():

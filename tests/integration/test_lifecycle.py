@@ -53,11 +53,12 @@ def random_adapter(tmp_path_factory) -> Path:
     return folder
 
 
-def long_stream(url: str, model: str, generating: threading.Event) -> tuple[dict, float]:
-    """A long streamed answer: its last event, and when the stream ended."""
+def long_stream(url: str, model: str, generating: threading.Event) -> tuple[dict, float, bool]:
+    """A long streamed answer: its last JSON event, when the stream ended, and whether `[DONE]`
+    closed it."""
     body = {"model": model, "messages": [{"role": "user", "content": "Tell a story"}],
             "max_tokens": 1500, "ignore_eos": True, "stream": True}  # fmt: skip
-    last, buffer = {}, b""
+    last, buffer, done = {}, b"", False
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as stream:
         for chunk in stream.iter_bytes():  # lines end at \n only (a token may hold \u2028)
             *lines, buffer = (buffer + chunk).split(b"\n")
@@ -65,7 +66,8 @@ def long_stream(url: str, model: str, generating: threading.Event) -> tuple[dict
                 if line.startswith(b"data: {"):
                     last = json.loads(line[6:])
                     generating.set()
-    return last, time.monotonic()
+                done = done or line.strip() == b"data: [DONE]"
+    return last, time.monotonic(), done
 
 
 def test_crashed_engine_is_restarted_and_a_killed_gateway_takes_it_along(tmp_path, random_adapter):
@@ -97,8 +99,9 @@ def test_crashed_engine_is_restarted_and_a_killed_gateway_takes_it_along(tmp_pat
             # each stream ended promptly with an OpenAI-shaped error event: a hang fails
             # here (TimeoutError), a cut connection too (httpx raises it)
             ends = [s.result(timeout=30) for s in streams]
-        assert [last["error"]["code"] for last, _ in ends] == ["engine_unavailable"] * STREAMS
-        assert max(ended for _, ended in ends) - killed < 30
+        assert [last["error"]["code"] for last, _, _ in ends] == ["engine_unavailable"] * STREAMS
+        assert all(done for _, _, done in ends)  # Hardening 19: clients waiting for [DONE] end
+        assert max(ended for _, ended, _ in ends) - killed < 30
         down = wait_for(lambda: (r := chat(url, "base")).status_code == 503 and r, 30, "a 503")
         assert int(down.headers["Retry-After"]) >= 1
         assert down.json()["error"]["code"] == "engine_unavailable"

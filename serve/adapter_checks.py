@@ -189,13 +189,15 @@ def _check_config(config: dict[str, Any], base_model: str, max_rank: int) -> Non
     if not 0 < rank <= max_rank:
         raise AdapterRejected(
             f"LoRA rank {config.get('r')} is outside 1..{max_rank} (the engine's --max-lora-rank); "
-            "train with a smaller r, or start the engine with a larger --max-lora-rank"
+            "train with a smaller r, or restart with `flywheel up --max-lora-rank R` (a vLLM "
+            "value at least r: 8, 16, 32, 64, ...)"
         )
     pattern = config.get("rank_pattern") or {}
     if not isinstance(pattern, dict) or not all(0 < _rank(r) <= max_rank for r in pattern.values()):
         raise AdapterRejected(
             f"rank_pattern {str(pattern)[:200]} sets ranks outside 1..{max_rank} (the engine's "
-            "--max-lora-rank); train without rank_pattern or with smaller ranks"
+            "--max-lora-rank); train without rank_pattern or with smaller ranks, or restart "
+            "with `flywheel up --max-lora-rank R`"
         )
     declared = str(config.get("base_model_name_or_path") or "")
     if declared and Path(declared).name != Path(base_model).name:

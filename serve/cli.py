@@ -15,7 +15,9 @@ from serve.config import (
     DEFAULT_MAX_ADAPTER_BYTES,
     DEFAULT_MAX_ADAPTER_FILES,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_LORA_RANK,
     DEFAULT_MAX_MESSAGES,
+    VLLM_LORA_RANKS,
     Settings,
     add_data_dir_argument,
 )
@@ -34,8 +36,12 @@ def _model_and_name(model: str | None, served_name: str | None) -> tuple[str, st
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from serve.engine import engine_arg_problem
     from serve.gateway import run_up
 
+    if problem := engine_arg_problem(args.engine_arg):
+        print(f"flywheel up: {problem}", file=sys.stderr)
+        return 2
     model, name = _model_and_name(args.model, args.served_model_name)
     settings = Settings(
         model=model,
@@ -47,6 +53,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         engine_port=args.engine_port,
         dtype=args.dtype,
         max_model_len=args.max_model_len,
+        max_lora_rank=args.max_lora_rank,
         engine_args=args.engine_arg,
         ui=not args.no_ui,
         adapter_roots=args.adapter_root,
@@ -166,6 +173,16 @@ def make_parser() -> argparse.ArgumentParser:
         "--dtype", default="auto", help="engine dtype; auto = bfloat16 where the hardware has it"
     )
     up.add_argument("--max-model-len", type=int, default=2048, help="context length")
+    up.add_argument(
+        "--max-lora-rank",
+        type=int,
+        choices=VLLM_LORA_RANKS,
+        default=DEFAULT_MAX_LORA_RANK,
+        metavar="R",
+        help="largest LoRA rank the engine serves and the gateway accepts, one of "
+        f"{', '.join(map(str, VLLM_LORA_RANKS))} (default: %(default)s; a larger one reserves "
+        "more engine memory per adapter slot)",
+    )
     up.add_argument(
         "--engine-arg",
         action="append",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_MAX_LORA_RANK = 16  # the engine's --max-lora-rank; adapters above it are refused
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM accepts for it
 # Caps on what a caller can make the gateway read or the engine do (docs/security.md).
 DEFAULT_MAX_ADAPTER_BYTES = 2 << 30  # an adapter folder's total size; r16 on a 7B model is ~80 MiB
 DEFAULT_MAX_ADAPTER_FILES = 100  # entries in an adapter folder (files and sub-folders)

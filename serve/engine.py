@@ -59,6 +59,31 @@ def cpu_engine_args(max_model_len: int) -> list[str]:
     ]
 
 
+GATEWAY_OWNED_FLAGS = {
+    "--max-lora-rank": "--max-lora-rank",
+    "--max-model-len": "--max-model-len",
+    "--dtype": "--dtype",
+    "--served-model-name": "--served-model-name",
+    "--model": "--model",
+    "--port": "--engine-port",
+}
+"""vLLM flags whose value the gateway keeps a copy of (adapter checks, the token cap, routing):
+set through `--engine-arg`, the engine and the gateway would disagree. Each has its own flag."""
+
+
+def engine_arg_problem(engine_args: list[str]) -> str | None:
+    """A one-line refusal for an `--engine-arg` that sets a value the gateway also uses."""
+    for arg in engine_args:
+        flag = arg.split("=", 1)[0]
+        if flag in GATEWAY_OWNED_FLAGS:
+            own = GATEWAY_OWNED_FLAGS[flag]
+            return (
+                f"--engine-arg={arg} sets a value the gateway also checks against; use "
+                f"`flywheel up {own} ...` instead, which sets the engine and the gateway together"
+            )
+    return None
+
+
 def engine_command(settings: Settings, port: int) -> list[str]:
     dtype = choose_dtype() if settings.dtype == "auto" else settings.dtype
     platform_args = [] if has_cuda() else cpu_engine_args(settings.max_model_len)

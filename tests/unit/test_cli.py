@@ -66,3 +66,25 @@ def test_up_refuses_a_public_host_without_api_keys(tmp_path):
     result = run("up", "--host", "0.0.0.0", "--port", str(free_port()), "--data-dir", str(tmp_path))
     assert result.returncode == 2
     assert "without API keys" in result.stderr and "flywheel keys create" in result.stderr
+
+
+def test_max_lora_rank_is_one_flag_for_the_engine_and_the_gateway(tmp_path):
+    """Hardening 17: the refusal named --max-lora-rank, which was no flag; via --engine-arg it
+    changed vLLM's rank and not the gateway's check."""
+    from serve.config import Settings
+    from serve.engine import engine_command
+    from serve.gateway import build_services
+
+    args = make_parser().parse_args(["up", "--max-lora-rank", "32"])
+    assert args.max_lora_rank == 32
+    settings = Settings("m", "m", data_dir=tmp_path, max_lora_rank=args.max_lora_rank)
+    command = engine_command(settings, 8001)
+    assert command[command.index("--max-lora-rank") + 1] == "32"
+    assert build_services(settings).registry.max_rank == 32
+    with pytest.raises(SystemExit):  # vLLM takes only its own values
+        make_parser().parse_args(["up", "--max-lora-rank", "24"])
+    for engine_arg in ("--engine-arg=--max-lora-rank=32", "--engine-arg=--max-model-len"):
+        result = run("up", engine_arg, "--data-dir", str(tmp_path))
+        assert result.returncode == 2
+        flag = engine_arg.split("=")[1]
+        assert f"use `flywheel up {flag} ...`" in result.stderr

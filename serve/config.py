@@ -16,9 +16,17 @@ DEFAULT_MAX_BODY_BYTES = 4 << 20  # a JSON request body on /v1 (bulk import has 
 DEFAULT_MAX_MESSAGES = 2_000  # messages in one chat completion request
 
 
+DB_NAME = "flywheel.db"
+
+
 def default_data_dir() -> Path:
-    """`FLYWHEEL_HOME` roots all state (tests point it at a temp dir), else ./data."""
-    return Path(os.environ.get("FLYWHEEL_HOME") or "data")
+    """Where all state lives unless `--data-dir` says otherwise: `$FLYWHEEL_HOME`, else the
+    per-user `$XDG_DATA_HOME/flywheel` (~/.local/share/flywheel). One place whatever the current
+    directory: a default relative to it started an empty database wherever flywheel was run."""
+    if home := os.environ.get("FLYWHEEL_HOME"):
+        return Path(home).expanduser()
+    share = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(share).expanduser() / "flywheel"
 
 
 def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +35,8 @@ def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         type=Path,
         default=default_data_dir(),
-        help="where the database, adapters and logs live (default: $FLYWHEEL_HOME or ./data)",
+        help="where the database, adapters and logs live (default: $FLYWHEEL_HOME, else "
+        "~/.local/share/flywheel; now %(default)s)",
     )
 
 
@@ -57,7 +66,7 @@ class Settings:
 
     @property
     def db_path(self) -> Path:
-        return self.data_dir / "flywheel.db"
+        return self.data_dir / DB_NAME
 
     @property
     def adapters_dir(self) -> Path:

@@ -16,6 +16,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -27,7 +28,7 @@ from feedback.arena import Arena
 from serve.adapter_checks import AdapterLimits
 from serve.adapters import AdapterRegistry
 from serve.auth import ApiKeyAuth, is_loopback_name
-from serve.config import Settings
+from serve.config import DB_NAME, Settings, default_data_dir
 from serve.engine import Engine, EngineFailed
 from serve.engine_client import EngineClient
 from serve.errors import (
@@ -178,11 +179,24 @@ def say(message: str) -> None:
     print(f"flywheel: {message}", file=sys.stderr, flush=True)
 
 
+def earlier_data_dir(data_dir: Path) -> Path | None:
+    """./data when it holds a database and the default data dir does not: where versions that
+    kept state relative to the current directory left it."""
+    old = Path("data")
+    if data_dir != default_data_dir() or (data_dir / DB_NAME).exists():
+        return None
+    return old.resolve() if (old / DB_NAME).is_file() else None
+
+
 async def run_up(settings: Settings) -> int:
     """Start the engine, then the gateway; stop both on Ctrl-C / SIGTERM. Returns an exit code."""
     if not _port_free(settings.host, settings.port):
         say(f"port {settings.port} on {settings.host} is in use; pass --port to choose another")
         return 2
+    say(f"data: {settings.data_dir.resolve()} (database, adapters, logs; --data-dir to change)")
+    if (earlier := earlier_data_dir(settings.data_dir)) is not None:
+        say(f"an earlier flywheel database is in {earlier}: to keep using it pass --data-dir "
+            f"{earlier}, or move that folder to {settings.data_dir}")  # fmt: skip
     services = build_services(settings)
     if not ApiKeys(services.store).any_active():
         if not _is_loopback(settings.host):

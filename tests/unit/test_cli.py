@@ -88,3 +88,25 @@ def test_max_lora_rank_is_one_flag_for_the_engine_and_the_gateway(tmp_path):
         assert result.returncode == 2
         flag = engine_arg.split("=")[1]
         assert f"use `flywheel up {flag} ...`" in result.stderr
+
+
+def test_the_data_dir_is_one_place_whatever_the_current_directory(tmp_path, monkeypatch):
+    """Hardening 18: the default was ./data, so running from another folder silently started an
+    empty database there."""
+    from serve.config import default_data_dir
+    from serve.gateway import earlier_data_dir
+
+    monkeypatch.delenv("FLYWHEEL_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    for cwd in (tmp_path, tmp_path / "elsewhere"):
+        cwd.mkdir(exist_ok=True)
+        monkeypatch.chdir(cwd)
+        assert default_data_dir() == tmp_path / "share" / "flywheel"
+    monkeypatch.setenv("FLYWHEEL_HOME", str(tmp_path / "home"))
+    assert default_data_dir() == tmp_path / "home"
+    # a database left in ./data by an earlier version is pointed out, not silently ignored
+    monkeypatch.delenv("FLYWHEEL_HOME")
+    (tmp_path / "elsewhere" / "data").mkdir()
+    (tmp_path / "elsewhere" / "data" / "flywheel.db").write_bytes(b"")
+    assert earlier_data_dir(default_data_dir()) == tmp_path / "elsewhere" / "data"
+    assert earlier_data_dir(tmp_path / "chosen") is None  # --data-dir given: nothing to say

@@ -86,7 +86,26 @@ class Store:
         self.db = Database(conn)
         self._lock = threading.RLock()
         with self._lock:
-            migrations.apply(self.db)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Apply pending migrations holding SQLite's write lock (`BEGIN IMMEDIATE`) throughout.
+
+        Two processes opening a new database at once (the gateway and `flywheel train`) would
+        otherwise both read "m001 pending", and the second to write fail ("table already
+        exists", or "database is locked" when both upgrade a read to a write). Under the lock
+        the second waits, then finds nothing pending.
+        """
+        if not migrations.pending(self.db):
+            return
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")  # waits up to the connection's timeout for the lock
+        try:
+            migrations.apply(self.db)  # each migration nests as a savepoint
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.execute("COMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[Database]:

@@ -102,3 +102,34 @@ def test_job_metrics_accumulate_in_order(store):
     assert [m["loss"] for m in row["metrics"]] == [0.7, 0.5]
     assert (row["step"], row["total_steps"], row["status"]) == (2, 3, "succeeded")
     assert row["finished_at"]
+
+
+def open_at_once(path, openers: int) -> list[BaseException]:
+    """`openers` threads, each with its own connection, open the same database together."""
+    import threading
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(openers)
+
+    def open_it() -> None:
+        try:
+            start.wait()
+            Store(path).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(openers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_processes_opening_a_new_database_at_once_all_migrate_it(tmp_path):
+    """Hardening 20: openers of a new database all saw m001 pending; all but one failed
+    ("database is locked", or "table already exists")."""
+    for attempt in range(10):
+        path = tmp_path / f"race-{attempt}" / "flywheel.db"
+        assert open_at_once(path, 6) == []
+        assert Store(path).counts() is not None

@@ -154,9 +154,16 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         from ui.app import build_ui
 
         # The UI is a client like any other: it calls this gateway over HTTP.
-        api_base = f"http://127.0.0.1:{settings.port}/v1"
+        api_base = ui_api_base(settings.host, settings.port)
         gr.mount_gradio_app(app, build_ui(api_base), path="/")  # last: "/" matches everything
     return app
+
+
+def ui_api_base(host: str, port: int) -> str:
+    """Where the UI reaches this gateway: the address it listens on (loopback for a wildcard
+    bind). A fixed 127.0.0.1 reached nothing when `--host` named one interface's address."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/v1"
 
 
 def _port_free(host: str, port: int) -> bool:

@@ -80,7 +80,8 @@ if (!window.__flywheelPage) {
 
 
 def build_ui(api_base: str) -> gr.Blocks:
-    with gr.Blocks(title="flywheel") as demo:
+    # Gradio's copies of downloads (the Data tab's exports) expire after an hour.
+    with gr.Blocks(title="flywheel", delete_cache=(600, 3600)) as demo:
         gr.HTML("", js_on_load=PAGE_JS % _js_string(CSS), elem_id="flywheel-page")
         with gr.Row():
             gr.Markdown("## flywheel · chat, rate, train, compare")

@@ -7,7 +7,9 @@ temporary folder on the gateway's machine and offered to the browser as a downlo
 from __future__ import annotations
 
 import html
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +69,36 @@ def rater_rows(raters: list[dict]) -> list[list]:
     ]
 
 
-def build_data_tab(access: Access) -> DataTab:
+class ExportFiles:
+    """Where the Data tab puts an export for the browser to fetch: one private temporary folder
+    for the UI's life, removed when the process exits. Each export gets a subfolder (two people
+    may export at once); one older than `keep_s` is deleted when the next export is written.
+    Gradio serves its own copy, which the Blocks' `delete_cache` expires. Exports used to stay
+    in /tmp for ever, every one a full copy of the conversations."""
+
+    def __init__(self, keep_s: float = 600):
+        self.keep_s = keep_s
+        self._root = tempfile.TemporaryDirectory(prefix="flywheel-exports-")  # gone at exit
+
+    @property
+    def root(self) -> Path:
+        return Path(self._root.name)
+
+    def write(self, filename: str, content: bytes) -> Path:
+        for old in self.root.iterdir():
+            if time.time() - old.stat().st_mtime > self.keep_s:
+                shutil.rmtree(old, ignore_errors=True)
+        path = Path(tempfile.mkdtemp(dir=self.root)) / Path(filename).name
+        path.write_bytes(content)
+        return path
+
+    def close(self) -> None:
+        self._root.cleanup()
+
+
+def build_data_tab(access: Access, files: ExportFiles | None = None) -> DataTab:
+    files = files or ExportFiles()
+
     def refresh(api_key):
         client = access.client(api_key)
         try:
@@ -81,9 +112,7 @@ def build_data_tab(access: Access) -> DataTab:
             result = access.client(api_key).export(fmt, kind)
         except Exception as exc:
             return gr.update(value=None, visible=False), f"⚠ export failed: {error_text(exc)}"
-        folder = Path(tempfile.mkdtemp(prefix="flywheel-export-"))
-        path = folder / Path(result.filename).name
-        path.write_bytes(result.content)
+        path = files.write(result.filename, result.content)
         rows = "" if result.rows is None else f"{result.rows} rows · "
         note = f"✔ `{path.name}`: {rows}{len(result.content):,} bytes — download it below."
         if result.hint:

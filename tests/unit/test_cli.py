@@ -110,3 +110,30 @@ def test_the_data_dir_is_one_place_whatever_the_current_directory(tmp_path, monk
     (tmp_path / "elsewhere" / "data" / "flywheel.db").write_bytes(b"")
     assert earlier_data_dir(default_data_dir()) == tmp_path / "elsewhere" / "data"
     assert earlier_data_dir(tmp_path / "chosen") is None  # --data-dir given: nothing to say
+
+
+def test_the_ui_calls_the_gateway_where_it_listens():
+    """Hardening 21: with `--host 192.168.1.5` the UI called 127.0.0.1, where nothing listened."""
+    from serve.gateway import ui_api_base
+
+    assert ui_api_base("127.0.0.1", 8000) == "http://127.0.0.1:8000/v1"
+    assert ui_api_base("192.168.1.5", 8000) == "http://192.168.1.5:8000/v1"
+    assert ui_api_base("0.0.0.0", 9000) == "http://127.0.0.1:9000/v1"
+    assert ui_api_base("::", 9000) == "http://[::1]:9000/v1"
+    assert ui_api_base("fd00::5", 9000) == "http://[fd00::5]:9000/v1"
+
+
+def test_ui_exports_are_removed_not_left_in_tmp(monkeypatch):
+    """Hardening 21: each export stayed in /tmp for ever."""
+    import os
+
+    from ui.data_tab import ExportFiles
+
+    files = ExportFiles(keep_s=60)
+    first = files.write("../flywheel-dpo.jsonl", b"{}\n")
+    assert first.parent.parent == files.root and first.name == "flywheel-dpo.jsonl"
+    os.utime(first.parent, (0, 0))  # an hour-old export
+    second = files.write("flywheel-kto.jsonl", b"{}\n")
+    assert not first.exists() and second.read_bytes() == b"{}\n"
+    files.close()
+    assert not files.root.exists()

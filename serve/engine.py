@@ -84,8 +84,13 @@ def engine_arg_problem(engine_args: list[str]) -> str | None:
     return None
 
 
-def engine_command(settings: Settings, port: int) -> list[str]:
-    dtype = choose_dtype() if settings.dtype == "auto" else settings.dtype
+def engine_dtype(settings: Settings) -> str:
+    """The dtype a supervised engine runs in: `--dtype`, or what the hardware has."""
+    return choose_dtype() if settings.dtype == "auto" else settings.dtype
+
+
+def engine_command(settings: Settings, port: int, dtype: str | None = None) -> list[str]:
+    dtype = dtype or engine_dtype(settings)
     platform_args = [] if has_cuda() else cpu_engine_args(settings.max_model_len)
     return [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
@@ -128,6 +133,7 @@ class Engine:
         self.port = settings.engine_port or free_port()
         self.url = (settings.engine_url or f"http://127.0.0.1:{self.port}").rstrip("/")
         self.state = "external" if self.external else "stopped"
+        self.dtype = None if self.external else engine_dtype(settings)  # an external one's: unknown
         self.restarts = 0
         self.started_at: float | None = None
         self.on_ready: Callable[[], Awaitable[None]] | None = None
@@ -147,6 +153,7 @@ class Engine:
             "url": self.url,
             "supervised": not self.external,
             "pid": self.pid,
+            "dtype": self.dtype,
             "restarts": self.restarts,
             "uptime_s": round(time.monotonic() - self.started_at, 1) if self.started_at else None,
         }
@@ -178,7 +185,7 @@ class Engine:
 
     def _spawn(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = engine_command(self.settings, self.port)
+        command = engine_command(self.settings, self.port, self.dtype)
         log.info("starting engine: %s", " ".join(command))
         with open(self.log_path, "ab") as log_file:
             self._proc = subprocess.Popen(

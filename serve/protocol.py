@@ -320,6 +320,11 @@ class EngineState(BaseModel):
     url: str
     supervised: bool
     pid: int | None
+    dtype: str | None = Field(
+        default=None,
+        description="what the supervised engine computes in (bfloat16, float16, float32); "
+        "null for an external engine",
+    )
     restarts: int
     uptime_s: float | None
 

@@ -179,7 +179,8 @@ def setup(params: TrainParams):
     torch.set_num_threads(params.threads or Ranks.from_env().threads(cpu_threads()))
     set_seed(params.seed)
     name = choose_dtype() if params.dtype == "auto" else params.dtype
-    return getattr(torch, name)
+    # A GPU without bf16 serves float16; training in it would need loss scaling: train in float32.
+    return getattr(torch, "float32" if name == "float16" else name)
 
 
 def require_rows(rows: list[dict[str, Any]], what: str) -> None:

@@ -50,6 +50,7 @@ def test_gateway_serves_an_external_engine_and_leaves_it_running(stack, tmp_path
     with gateway_in_front(engine["url"], tmp_path / "data") as url:
         state = health(url)["engine"]
         assert (state["state"], state["supervised"], state["pid"]) == ("external", False, None)
+        assert state["dtype"] is None  # not ours to know
         body = {"model": "base", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
         reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
         assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"]

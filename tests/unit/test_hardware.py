@@ -15,5 +15,10 @@ def test_bf16_only_where_the_cpu_has_it():
     assert choose_dtype("flags : avx2 amx_bf16\n", cuda=False) == "bfloat16"
 
 
-def test_gpu_uses_bf16():
-    assert choose_dtype(AVX2_ONLY, cuda=True) == "bfloat16"
+def test_a_gpu_gets_bf16_only_from_compute_capability_8():
+    """Hardening 16: every NVIDIA card got bf16; a T4 (7.5) and a V100 (7.0) have none."""
+    assert choose_dtype(AVX2_ONLY, cuda=True, capabilities=[9.0]) == "bfloat16"  # H100
+    assert choose_dtype(AVX2_ONLY, cuda=True, capabilities=[8.0, 8.6]) == "bfloat16"
+    assert choose_dtype(AVX2_ONLY, cuda=True, capabilities=[7.5]) == "float16"  # T4
+    assert choose_dtype(AVX2_ONLY, cuda=True, capabilities=[9.0, 7.0]) == "float16"  # + V100
+    assert choose_dtype(AVX2_ONLY, cuda=True, capabilities=[]) == "float16"  # unknown: safe

@@ -75,13 +75,26 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        responded = False
+
+        def count(status: int) -> None:
+            route = scope.get("route")
+            label = getattr(route, "path", None) or "other"
+            self.metrics.requests.labels(label, str(status)).inc()
+            self.metrics.latency.labels(label).observe(time.perf_counter() - started)
 
         async def send_and_measure(message: Message) -> None:
+            nonlocal responded
             if message["type"] == "http.response.start":
-                route = scope.get("route")
-                label = getattr(route, "path", None) or "other"
-                self.metrics.requests.labels(label, str(message["status"])).inc()
-                self.metrics.latency.labels(label).observe(time.perf_counter() - started)
+                responded = True
+                count(message["status"])
             await send(message)
 
-        await self.app(scope, receive, send_and_measure)
+        try:
+            await self.app(scope, receive, send_and_measure)
+        except BaseException:
+            # An unhandled error: Starlette's outermost middleware answers it with a 500 after
+            # it has left this one, so it is counted here, as the 500 it becomes.
+            if not responded:
+                count(500)
+            raise

@@ -82,7 +82,13 @@ async def _stream_side(
     key_id: int | None,
     out: asyncio.Queue,
 ) -> SideAnswer:
-    body = {**params, "model": engine_model, "messages": messages, "stream": True}
+    body = {
+        **params,
+        "model": engine_model,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }  # fmt: skip  (tokens in /metrics)
     info = RequestInfo(model=engine_model, engine_model=engine_model, body=body, api_key_id=key_id)
     try:
         resp = await services.engine_client.open_stream("/v1/chat/completions", body)

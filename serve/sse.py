@@ -54,3 +54,48 @@ EVENT_STREAM = {
         }
     }
 }
+
+
+USAGE_ONLY = b'"choices":[]'
+
+
+def with_usage(body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """A streamed request as sent on: the engine asked for its usage event (the token counts
+    in /metrics and the exchange log); and whether the client asked for it too."""
+    options = body.get("stream_options")
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        return body, True  # not ours to fix: the engine answers it with a 400
+    if options.get("include_usage") is True:
+        return body, True
+    return {**body, "stream_options": {**options, "include_usage": True}}, False
+
+
+class UsageEventFilter:
+    """Relays SSE bytes event by event, without the usage-only event (`"choices":[]`) that the
+    gateway asked for on a client's behalf: a client that did not ask gets what it would have
+    got. A partial event waits for its end (a client reads whole events anyway)."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, data: bytes) -> bytes:
+        data = self._pending + data
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._pending = data
+            return b""
+        self._pending, ready = data[end + 2 :], data[: end + 2]
+        if USAGE_ONLY not in ready:
+            return ready
+        return b"".join(
+            event + b"\n\n"
+            for event in ready.split(b"\n\n")[:-1]
+            if not (event.startswith(b"data: {") and USAGE_ONLY in event)
+        )
+
+    def rest(self) -> bytes:
+        """What is left when the stream ends (an event the engine did not finish)."""
+        rest, self._pending = self._pending, b""
+        return rest

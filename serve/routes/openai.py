@@ -31,7 +31,7 @@ from serve.exchange_log import RequestInfo, exchange_from_response, exchange_fro
 from serve.json_body import check_generation_limits, with_token_cap
 from serve.protocol import Completion, ModelCard, ModelList
 from serve.services import Services, ServicesDep
-from serve.sse import EVENT_STREAM
+from serve.sse import EVENT_STREAM, UsageEventFilter, with_usage
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -146,6 +146,9 @@ async def _relay_stream(
     upstream: dict,
     log: Callable[[Callable[[], Any]], None],
 ) -> Response:
+    # The engine is always asked for the usage event, so /metrics and the log count a stream's
+    # tokens; a client that did not ask for it does not get it.
+    upstream, client_wants_usage = with_usage(upstream)
     try:
         resp = await services.engine_client.open_stream(path, upstream)
     except EngineUnreachable as exc:
@@ -155,12 +158,18 @@ async def _relay_stream(
         resp.close()
         raise upstream_error(resp.status, content)
     chunks: list[bytes] = []
+    usage_filter = None if client_wants_usage else UsageEventFilter()
 
     async def relay():
         try:
             async for chunk in resp.content.iter_any():
                 chunks.append(chunk)
-                yield chunk
+                if usage_filter is None:
+                    yield chunk
+                elif ready := usage_filter.feed(chunk):
+                    yield ready
+            if usage_filter is not None and (rest := usage_filter.rest()):
+                yield rest
         except (TimeoutError, aiohttp.ClientError) as exc:
             # The engine died mid-answer: end the stream the way OpenAI clients understand, an
             # error event, then `[DONE]` for the clients that read until it.

@@ -79,6 +79,32 @@ def test_models_lists_aliases_with_their_targets(client):
     assert models["live"].root in models  # the base model, or the promoted adapter
 
 
+def completion_tokens_counted(stack) -> float:
+    prefix = f'flywheel_tokens_total{{kind="completion",model="{BASE}"}}'
+    lines = httpx.get(f"{stack.url}/metrics").text.splitlines()
+    return sum(float(line.split()[-1]) for line in lines if line.startswith(prefix))
+
+
+def test_a_streams_tokens_are_counted_and_its_client_gets_no_event_it_did_not_ask_for(
+    stack, client
+):
+    """Hardening 14: streamed tokens were never counted in /metrics."""
+    from tests.polling import wait_for
+
+    before = completion_tokens_counted(stack)
+    chunks = list(client.chat.completions.create(
+        model=BASE, messages=ASK, max_tokens=5, stream=True, temperature=0
+    ))  # fmt: skip
+    assert chunks and all(chunk.choices for chunk in chunks)  # no usage-only chunk
+    assert all(chunk.usage is None for chunk in chunks)
+    wait_for(lambda: completion_tokens_counted(stack) >= before + 1, 30, "the tokens counted")
+    asked = client.chat.completions.create(
+        model=BASE, messages=ASK, max_tokens=5, stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    assert list(asked)[-1].usage.completion_tokens >= 1  # one who asks still gets it
+
+
 def test_models_retrieve_gives_one_card_or_a_not_found(client):
     """Hardening 19: `client.models.retrieve` was a 404 for every model."""
     assert client.models.retrieve(BASE).id == BASE

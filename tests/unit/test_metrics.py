@@ -29,3 +29,21 @@ def test_an_unhandled_error_is_counted_as_the_500_it_becomes(tmp_path):
     assert client.get("/boom").status_code == 500
     assert client.get("/boom").status_code == 500
     assert requests_counted(client, "/boom", "500") == 2
+
+
+def test_a_stream_is_asked_for_usage_and_relayed_without_it():
+    """Hardening 14: streamed tokens were never counted (no usage event was asked for); the
+    gateway now asks, and a client that did not gets the stream it would have got."""
+    from serve.sse import UsageEventFilter, with_usage
+
+    body = {"model": "m", "stream": True}
+    assert with_usage(body) == ({**body, "stream_options": {"include_usage": True}}, False)
+    asked = {**body, "stream_options": {"include_usage": True}}
+    assert with_usage(asked) == (asked, True)
+    token = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"[]\\"choices\\":[]"}}]}\n\n'
+    usage = b'data: {"id":"c","choices":[],"usage":{"completion_tokens":2}}\n\n'
+    stream = token + token + usage + b"data: [DONE]\n\n"
+    for size in (1, 7, 64, len(stream)):  # however the bytes arrive
+        relay = UsageEventFilter()
+        out = b"".join(relay.feed(stream[i : i + size]) for i in range(0, len(stream), size))
+        assert out + relay.rest() == token + token + b"data: [DONE]\n\n"

@@ -9,7 +9,7 @@ before their votes go into training data (Argilla #3347, #4282).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from feedback.store import Store
@@ -26,14 +26,16 @@ def _latest_judgements(rows: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
 
 
 def _agreement(items: dict[Any, dict[str, Any]], agree: dict, compared: dict) -> None:
+    """Per rater, over every pair of raters sharing an item: pairs compared and pairs that
+    matched. Counted per outcome, linear in the judgements: a rater with outcome `o` on an
+    item judged by `k` raters is in `k - 1` pairs, `count(o) - 1` of them matching. (Pair by
+    pair it was quadratic: one answer rated under 30,000 names took minutes.)"""
     for judgements in items.values():
-        raters = list(judgements)
-        for i, r in enumerate(raters):
-            for s in raters[i + 1 :]:
-                same = judgements[r] == judgements[s]
-                for who in (r, s):
-                    compared[who] += 1
-                    agree[who] += same
+        outcomes = Counter(judgements.values())
+        others = len(judgements) - 1
+        for rater, outcome in judgements.items():
+            compared[rater] += others
+            agree[rater] += outcomes[outcome] - 1
 
 
 def rater_stats(store: Store) -> list[dict[str, Any]]:

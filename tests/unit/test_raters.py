@@ -49,3 +49,19 @@ def test_a_rater_changing_their_mind_counts_once():
     store.add_rating("x0", 1, rater="bob")
     rows = {r["rater"]: r for r in rater_stats(store)}
     assert rows["ann"]["agreement"] == 1.0 and rows["ann"]["ratings"] == 2
+
+
+def test_one_answer_rated_under_30000_names_is_counted_in_linear_time():
+    """Hardening 7: agreement was computed pair by pair (30,000 raters: ~450 million pairs)."""
+    import time
+
+    from feedback.raters import _agreement
+
+    judgements = {f"rater{i}": (1 if i % 3 else -1) for i in range(30_000)}
+    agree: dict[str, int] = {r: 0 for r in judgements}
+    compared: dict[str, int] = {r: 0 for r in judgements}
+    started = time.perf_counter()
+    _agreement({"x0": judgements}, agree, compared)
+    assert time.perf_counter() - started < 1
+    assert compared["rater1"] == 29_999
+    assert agree["rater1"] == 20_000 - 1 and agree["rater0"] == 10_000 - 1

@@ -213,7 +213,9 @@ def _check_targets(config: dict[str, Any], base: BaseWeights | None) -> None:
         raise AdapterRejected(f"target_modules must be module names or one regex; {RESAVE}")
     if base is None or not isinstance(targets, list):
         return  # a regex or "all-linear" was resolved by PEFT at training time
-    unknown = sorted(set(targets) - base.modules)
+    # By name ending, as vLLM matches them: PEFT >= 0.21 writes "all-linear" out as full paths
+    # (`model.layers.0.self_attn.q_proj`), older versions as leaf names (`q_proj`).
+    unknown = sorted({t.rsplit(".", 1)[-1] for t in targets} - base.modules)
     if unknown:
         raise AdapterRejected(
             f"target modules {unknown} do not exist in the base model; "

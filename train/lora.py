@@ -188,26 +188,6 @@ def require_rows(rows: list[dict[str, Any]], what: str) -> None:
         raise ValueError(f"no {what} to train on: the training set is empty")
 
 
-def linear_module_names(model, exclude: tuple[str, ...] = ("score", "classifier")) -> list[str]:
-    """Leaf names (`q_proj`, ...) of the model's linear layers, without its output head.
-
-    What PEFT's "all-linear" means; PEFT 0.21 writes it out as full paths
-    (`model.layers.0.self_attn.q_proj`), which the gateway's adapter check (leaf names) refuses.
-    """
-    import torch
-
-    head = model.get_output_embeddings()
-    return sorted(
-        {
-            name.rsplit(".", 1)[-1]
-            for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear)
-            and module is not head
-            and name.rsplit(".", 1)[-1] not in exclude
-        }
-    )
-
-
 def lora_config(params: TrainParams, model, task_type: str = "CAUSAL_LM", **extra: Any):
     from peft import LoraConfig
 
@@ -216,14 +196,15 @@ def lora_config(params: TrainParams, model, task_type: str = "CAUSAL_LM", **extr
         blocks = model.config.num_hidden_layers
         if params.lora_layers > blocks:
             raise ValueError(f"lora_layers={params.lora_layers}: the model has {blocks} blocks")
-        extra["layers_to_transform"] = list(range(blocks - params.lora_layers, blocks))
+        below = "|".join(str(i) for i in range(blocks - params.lora_layers))
+        if below:  # PEFT takes no `layers_to_transform` with "all-linear": leave the rest out
+            extra["exclude_modules"] = rf".*\.(layers|h|blocks)\.({below})\..*"
     return LoraConfig(
         r=params.lora_r,
         lora_alpha=params.lora_alpha,
         lora_dropout=params.lora_dropout,
-        target_modules=(
-            linear_module_names(model) if targets == "all-linear" else targets.split(",")
-        ),
+        # PEFT's "all-linear" leaves out the output head (lm_head, or a reward model's score)
+        target_modules=targets if targets == "all-linear" else targets.split(","),
         task_type=task_type,
         **extra,
     )

@@ -141,3 +141,29 @@ def test_names_that_routing_already_uses_are_refused_before_anything_is_written(
     assert caught.value.param == "name"
     assert registry.store.adapters() == [] and not (tmp_path / "managed").exists()
     assert registry.resolve("base") == BASE and registry.resolve("live") == BASE
+
+
+def test_an_adapter_peft_wrote_with_full_module_paths_is_served(tiny_llama, tmp_path):
+    """Hardening 15: PEFT >= 0.21 writes "all-linear" out as full module paths, which the check
+    (leaf names only) refused; flywheel kept a hand copy of "all-linear" to get leaf names."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from train.lora import TrainParams, lora_config
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    config = lora_config(TrainParams(lora_r=8, lora_layers=1), model)
+    assert config.target_modules == "all-linear"  # PEFT's own, no hand copy
+    get_peft_model(model, config).save_pretrained(tmp_path / "adapter")
+    written = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert any("." in t for t in written["target_modules"])  # full paths, as PEFT 0.21 writes
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "adapter" / "adapter_model.safetensors", "pt") as weights:
+        names = list(weights.keys())
+    assert names and all(".layers.1." in name for name in names)  # lora_layers=1: the top
+    registry = AdapterRegistry(
+        Store(None), tmp_path / "managed", tiny_llama.name, str(tiny_llama), max_rank=16
+    )
+    run(registry.register("full-paths", tmp_path / "adapter"))
+    assert [a["name"] for a in registry.store.adapters()] == ["full-paths"]

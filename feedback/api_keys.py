@@ -11,7 +11,7 @@ from feedback.store import Store, now
 
 ROLES = ("user", "admin")
 PREFIX_LENGTH = 12  # "fw-" and 9 random characters: enough to find a key, useless to forge one
-PUBLIC_COLUMNS = "id, name, prefix, role, rpm, created_at, revoked_at"
+PUBLIC_COLUMNS = "id, name, prefix, role, rpm, rater, created_at, revoked_at"
 
 
 def _hash(secret: str) -> str:
@@ -22,8 +22,11 @@ class ApiKeys:
     def __init__(self, store: Store):
         self.store = store
 
-    def create(self, name: str, role: str, rpm: int | None = None) -> tuple[dict[str, Any], str]:
-        """Return the stored row and the secret; the secret itself is never stored."""
+    def create(
+        self, name: str, role: str, rpm: int | None = None, rater: str | None = None
+    ) -> tuple[dict[str, Any], str]:
+        """Return the stored row and the secret; the secret itself is never stored. `rater`:
+        the name the key's judgements are stored under (default `key:<id>`, see `rater_of`)."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         if rpm is not None and rpm < 0:
@@ -35,6 +38,7 @@ class ApiKeys:
             "hash": _hash(secret),
             "role": role,
             "rpm": rpm or None,
+            "rater": (rater or "").strip() or None,
             "created_at": now(),
         }
         with self.store.transaction() as db:
@@ -53,7 +57,7 @@ class ApiKeys:
         with self.store._lock:
             rows = list(
                 self.store.db.query(
-                    "select id, role, rpm, hash from api_keys "
+                    "select id, role, rpm, rater, hash from api_keys "
                     "where prefix = ? and revoked_at is null",
                     [secret[:PREFIX_LENGTH]],
                 )
@@ -62,6 +66,11 @@ class ApiKeys:
             if hmac.compare_digest(row.pop("hash"), _hash(secret)):
                 return row
         return None
+
+    @staticmethod
+    def rater_of(key: dict[str, Any]) -> str:
+        """The rater a key's judgements are stored under: its fixed name, else `key:<id>`."""
+        return key.get("rater") or f"key:{key['id']}"
 
     def revoke(self, key_id: int) -> dict[str, Any]:
         if self.get(key_id) is None:

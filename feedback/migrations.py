@@ -194,3 +194,9 @@ def m005_gate_decisions(db: Database) -> None:
         },
         pk="id",
     )
+
+
+@migrations()
+def m006_key_raters(db: Database) -> None:
+    """A key may carry the rater name its judgements are stored under, set by an admin."""
+    db["api_keys"].add_column("rater", str)

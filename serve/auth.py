@@ -162,7 +162,9 @@ class ApiKeyAuth:
             await _send_refusal(scope, send, refusal)
             return
         if key is not None:
-            scope.setdefault("state", {}).update(api_key_id=key["id"], api_key_role=key["role"])
+            scope.setdefault("state", {}).update(
+                api_key_id=key["id"], api_key_role=key["role"], api_key_rater=ApiKeys.rater_of(key)
+            )
         await self.app(scope, receive, send)
 
     def _authorize(self, scope: Scope) -> dict[str, Any] | None:

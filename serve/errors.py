@@ -49,6 +49,12 @@ class MethodNotAllowed(APIError):
     status, type, code = 405, "invalid_request_error", "method_not_allowed"
 
 
+class Forbidden(APIError):
+    """The key may make this request, but not with what it asked for (e.g. another rater)."""
+
+    status, type, code = 403, "invalid_request_error", "insufficient_permissions"
+
+
 class Conflict(APIError):
     """The request is valid but the current state forbids it (e.g. deleting the live adapter)."""
 

@@ -10,13 +10,15 @@ from feedback.api_keys import ROLES, ApiKeys
 from serve.cli_table import print_table
 from serve.config import add_data_dir_argument
 
-COLUMNS = ("id", "name", "prefix", "role", "rpm", "created_at", "revoked_at")
+COLUMNS = ("id", "name", "prefix", "role", "rpm", "rater", "created_at", "revoked_at")
 
 
 def _cell(row: dict, column: str) -> str:
     value = row[column]
     if column == "rpm":
         return str(value) if value else "unlimited"
+    if column == "rater":
+        return value or f"key:{row['id']}"
     if column.endswith("_at"):
         return value[:19].replace("T", " ") if value else "-"  # to the second, UTC
     return str(value)
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     keys = ApiKeys(Store(args.data_dir / "flywheel.db"))
     try:
         if args.action == "create":
-            row, secret = keys.create(args.name, args.role, args.rpm)
+            row, secret = keys.create(args.name, args.role, args.rpm, args.rater)
             print(secret)
             print(
                 f"flywheel: key {row['id']} ({row['role']}) created. The secret above will not "
@@ -73,6 +75,11 @@ def add_keys_parser(sub: argparse._SubParsersAction) -> None:
     )
     create.add_argument(
         "--rpm", type=int, help="requests per minute allowed (default or 0: no limit)"
+    )
+    create.add_argument(
+        "--rater",
+        help="the rater name this key's judgements are stored under (default: key:<id>); "
+        "a user key cannot record under any other name",
     )
     listing = actions.add_parser("list", help="every key (never the secrets)")
     revoke = actions.add_parser("revoke", help="revoke a key by id (effective within 5 s)")

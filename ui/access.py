@@ -76,7 +76,7 @@ def build_access(api_base: str) -> Access:
             )
             rater = gr.Textbox(
                 label="Your name (stored with your ratings and votes)",
-                placeholder="e.g. alice",
+                placeholder="e.g. alice (with an API key: leave empty, the key names you)",
                 elem_id="rater",
             )
     return Access(api_base, api_key, rater)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from feedback.raters import rater_stats
-from serve.errors import error_responses
+from serve.errors import Forbidden, error_responses
 from serve.protocol import ComparisonRequest, Created, EditRequest, RatingRequest
 from serve.routes.openai import api_key_id
 from serve.services import ServicesDep
@@ -15,11 +15,21 @@ router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
 
 
 def rater_for(request: Request, given: str | None) -> str | None:
-    """Who judged: the name a client gives, else its API key, else nobody in particular."""
-    if given:
-        return given
+    """Who judged. Keyless (local mode): the name the client gives, else nobody in particular.
+    With keys the rater is the key: its fixed rater name, else `key:<id>`. Only an admin key
+    may record a judgement under another name (an import, a rater without a key of their own);
+    a user key naming another rater is refused, so no one can vote as someone else."""
     key_id = api_key_id(request)
-    return f"key:{key_id}" if key_id is not None else None
+    if key_id is None:
+        return given or None
+    own = getattr(request.state, "api_key_rater", None) or f"key:{key_id}"
+    if not given or given == own or getattr(request.state, "api_key_role", None) == "admin":
+        return given or own
+    raise Forbidden(
+        f"this key records judgements as {own!r}; only an admin key may record them under "
+        f"another rater name ({given!r}): leave `rater` out",
+        param="rater",
+    )
 
 
 @router.post("/ratings", status_code=201, response_model=Created, responses=error_responses(404))

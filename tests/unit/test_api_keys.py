@@ -26,7 +26,7 @@ def test_only_a_hash_of_the_secret_is_stored(tmp_path):
 def test_verify_needs_the_whole_secret():
     keys = ApiKeys(Store(None))
     row, secret = keys.create("ci", "admin", rpm=10)
-    assert keys.verify(secret) == {"id": row["id"], "role": "admin", "rpm": 10}
+    assert keys.verify(secret) == {"id": row["id"], "role": "admin", "rpm": 10, "rater": None}
     assert keys.verify(secret[:-1] + ("x" if secret[-1] != "x" else "y")) is None
     assert keys.verify("fw-nothing") is None
 

@@ -266,3 +266,43 @@ def test_once_a_key_exists_the_ui_answers_any_host(keys):
     another origin cannot read: the Host check is the keyless mode's defence only."""
     keys.create("admin", role="admin")
     assert tiny_app(keys).get("/", headers={"Host": "flywheel.example"}).status_code == 200
+
+
+def test_a_user_key_judges_as_itself_and_only_an_admin_may_name_a_rater(tmp_path):
+    """Hardening 3: a user key could send any `rater` (another person, another key's label) and
+    it won over the key's identity."""
+    from feedback import Exchange
+
+    store = Store(tmp_path / "flywheel.db")
+    keys = ApiKeys(store)
+    _, plain = keys.create("app", "user")
+    _, named = keys.create("alice's laptop", "user", rater="alice")
+    _, admin = keys.create("ops", "admin")
+    prompt = [{"role": "user", "content": "Hi"}]
+    store.log_exchanges(
+        Exchange(id=f"x{i}", model="m", engine_model="m", messages=prompt, completion=f"a{i}")
+        for i in range(6)
+    )
+    store.close()
+    settings = Settings("m", "m", data_dir=tmp_path, ui=False, engine_url="http://127.0.0.1:9")
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as gateway:
+
+        def rate(i: int, secret: str, rater: str | None = None):
+            body = {"completion_id": f"x{i}", "value": 1, **({"rater": rater} if rater else {})}
+            return gateway.post("/v1/feedback/ratings", json=body, headers=bearer(secret))
+
+        assert rate(0, plain).status_code == 201
+        assert rate(1, named).status_code == 201
+        assert rate(2, named, "alice").status_code == 201  # its own name: fine
+        for secret, who in ((plain, "bob"), (named, "bob"), (plain, "alice")):
+            message = assert_error(rate(3, secret, who), 403, "invalid_request_error",
+                                   "insufficient_permissions")  # fmt: skip
+            assert "only an admin key" in message
+        assert rate(4, admin, "carol").status_code == 201  # e.g. recording for a rater
+        vote = gateway.post(
+            "/v1/arena/battles/nope/vote", json={"winner": "a", "rater": "bob"},
+            headers=bearer(plain),
+        )  # fmt: skip
+        assert vote.status_code == 403  # the arena's votes, too
+    raters = [r["rater"] for r in Store(tmp_path / "flywheel.db").db["ratings"].rows]
+    assert raters[:2] == ["key:1", "alice"] and raters[2:] == ["alice", "carol"]

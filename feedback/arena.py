@@ -12,11 +12,15 @@ import json
 import math
 import random
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from feedback.errors import FeedbackError, InvalidJudgement
 from feedback.leaderboard import Standing, leaderboard
 from feedback.store import WINNERS, Store, now
+
+COUNTED_VOTES = "status = 'voted' and counted = 1"
+"""The battles the leaderboard and the gate read: voted, and not steered by a user key."""
 
 
 class UnknownBattle(FeedbackError):
@@ -42,7 +46,9 @@ class Arena:
         model_b: str,
         rater: str | None = None,
         api_key_id: int | None = None,
+        counted: bool = True,
     ) -> str:
+        """A new battle's id. `counted=False`: stored and voted on, left off the leaderboard."""
         if model_a == model_b:
             raise InvalidJudgement("a battle needs two different models")
         battle_id = "battle-" + secrets.token_urlsafe(12)
@@ -57,6 +63,7 @@ class Arena:
             "status": "generating",
             "rater": rater,
             "api_key_id": api_key_id,
+            "counted": int(counted),
             "created_at": now(),
         }
         with self.store.transaction() as db:
@@ -159,8 +166,8 @@ class Arena:
     # -- what the leaderboard and the pairing read -----------------------------------------
 
     def results(self, since: str | None = None) -> list[tuple[str, str, str]]:
-        """Every voted battle as `(model_a, model_b, winner)`, oldest first."""
-        sql = "select model_a, model_b, winner from battles where status = 'voted'"
+        """Every counted voted battle as `(model_a, model_b, winner)`, oldest first."""
+        sql = f"select model_a, model_b, winner from battles where {COUNTED_VOTES}"
         params: list[Any] = []
         if since:
             sql += " and voted_at >= ?"
@@ -173,7 +180,7 @@ class Arena:
     ) -> list[Standing]:
         """The Bradley–Terry leaderboard, recomputed only when a vote has come in since."""
         mark = self.store.query(
-            "select count(*) as n, max(voted_at) as last from battles where status = 'voted'"
+            f"select count(*) as n, max(voted_at) as last from battles where {COUNTED_VOTES}"
         )[0]
         key = (since, rounds, anchor, mark["n"], mark["last"])
         if self._cached is None or self._cached[0] != key:
@@ -182,13 +189,35 @@ class Arena:
 
     def battles_per_model(self) -> dict[str, int]:
         rows = self.store.query(
-            """select model, count(*) as n from (
-                   select model_a as model from battles where status = 'voted'
+            f"""select model, count(*) as n from (
+                   select model_a as model from battles where {COUNTED_VOTES}
                    union all
-                   select model_b from battles where status = 'voted')
+                   select model_b from battles where {COUNTED_VOTES})
                group by model"""
         )
         return {r["model"]: r["n"] for r in rows}
+
+    def raters_per_model(self, since: str | None = None) -> dict[str, int]:
+        """How many different raters voted in each model's counted battles (anonymous votes
+        count as one rater): the gate says how many people its evidence comes from."""
+        after = " and voted_at >= ?" if since else ""
+        rows = self.store.query(
+            f"""select model, count(distinct coalesce(rater, '')) as n from (
+                   select model_a as model, rater from battles where {COUNTED_VOTES}{after}
+                   union all
+                   select model_b, rater from battles where {COUNTED_VOTES}{after})
+               group by model""",
+            [since, since] if since else [],
+        )
+        return {r["model"]: r["n"] for r in rows}
+
+    def battles_in_last_hour(self, api_key_id: int) -> int:
+        since = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="milliseconds")
+        rows = self.store.query(
+            "select count(*) as n from battles where api_key_id = ? and created_at >= ?",
+            [api_key_id, since],
+        )
+        return rows[0]["n"]
 
 
 # -- pairing -------------------------------------------------------------------------------

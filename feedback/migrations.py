@@ -200,3 +200,11 @@ def m005_gate_decisions(db: Database) -> None:
 def m006_key_raters(db: Database) -> None:
     """A key may carry the rater name its judgements are stored under, set by an admin."""
     db["api_keys"].add_column("rater", str)
+
+
+@migrations()
+def m007_counted_battles(db: Database) -> None:
+    """Whether a battle counts for the leaderboard and the gate: one a user key steered (named
+    models, its own sampling) is stored and voted on, but never counted (hardening #4)."""
+    db["battles"].add_column("counted", int, not_null_default=1)
+    db["battles"].create_index(["api_key_id", "created_at"])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from serve.adapters_cli import add_adapters_parser
 from serve.config import (
+    DEFAULT_ARENA_BATTLES_PER_HOUR,
     DEFAULT_MAX_ADAPTER_BYTES,
     DEFAULT_MAX_ADAPTER_FILES,
     DEFAULT_MAX_BODY_BYTES,
@@ -62,6 +63,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_mib << 20,
         max_messages=args.max_messages,
         max_tokens_limit=args.max_tokens_cap,
+        arena_battles_per_hour=args.arena_battles_per_hour,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per engine call is noise
@@ -141,6 +143,14 @@ def add_limit_arguments(up: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_MAX_MESSAGES,
         help="most messages in one chat request (default: %(default)s)",
+    )
+    up.add_argument(
+        "--arena-battles-per-hour",
+        type=int,
+        default=DEFAULT_ARENA_BATTLES_PER_HOUR,
+        metavar="N",
+        help="arena battles a user key may start per hour, else 429 (admin keys and keyless "
+        "local mode: no cap; 0: no cap for anyone; default: %(default)s)",
     )
     up.add_argument(
         "--max-tokens-cap",

@@ -17,6 +17,7 @@ DEFAULT_MAX_MESSAGES = 2_000  # messages in one chat completion request
 
 
 DB_NAME = "flywheel.db"
+DEFAULT_ARENA_BATTLES_PER_HOUR = 120  # one every 30 s, all hour: above what a careful rater reads
 
 
 def default_data_dir() -> Path:
@@ -63,6 +64,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_messages: int = DEFAULT_MAX_MESSAGES
     max_tokens_limit: int | None = None  # cap on max_tokens; None: the engine's max_model_len
+    arena_battles_per_hour: int = DEFAULT_ARENA_BATTLES_PER_HOUR  # per user key; 0: no cap
 
     @property
     def db_path(self) -> Path:

@@ -55,6 +55,13 @@ class Forbidden(APIError):
     status, type, code = 403, "invalid_request_error", "insufficient_permissions"
 
 
+class RateLimited(APIError):
+    status, type, code = 429, "rate_limit_error", "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
 class Conflict(APIError):
     """The request is valid but the current state forbids it (e.g. deleting the live adapter)."""
 

@@ -201,6 +201,9 @@ class LeaderboardRow(BaseModel):
     losses: int
     ties: int = Field(description="ties and both-bad votes: half a win each")
     win_rate: float
+    raters: int = Field(
+        default=0, description="different raters who voted in its battles (anonymous: one)"
+    )
 
 
 class Leaderboard(BaseModel):

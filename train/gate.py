@@ -187,7 +187,20 @@ def decide(
     candidate: dict[str, Any] | None, incumbent: dict[str, Any] | None, policy: GatePolicy
 ) -> Decision:
     """`candidate`/`incumbent` are leaderboard rows: rating, ci_low, ci_high, battles, win_rate,
-    and, when present, wins, losses and ties (then ties are left out of the test)."""
+    and, when present, wins, losses and ties (then ties are left out of the test) and `raters`,
+    how many different people voted (said with every promotion or retirement)."""
+    decision = _decide(candidate, incumbent, policy)
+    raters = (candidate or {}).get("raters")
+    if decision.action != "wait" and raters is not None:
+        people = "1 rater" if raters == 1 else f"{raters} different raters"
+        return Decision(decision.action, f"{decision.reason} (votes from {people})",
+                        decision.evidence)  # fmt: skip
+    return decision
+
+
+def _decide(
+    candidate: dict[str, Any] | None, incumbent: dict[str, Any] | None, policy: GatePolicy
+) -> Decision:
     evidence: dict[str, Any] = {
         "candidate": candidate,
         "incumbent": incumbent,

@@ -18,7 +18,7 @@ from feedback.arena import SETTLED_AFTER, Arena, choose_pair
 from feedback.leaderboard import Standing
 from serve.battle_streams import SideAnswer, generate_pair
 from serve.client_gone import unless_client_leaves
-from serve.errors import APIError, Conflict, error_body, error_responses
+from serve.errors import APIError, Conflict, RateLimited, error_body, error_responses
 from serve.json_body import check_generation_limits
 from serve.protocol import (
     Battle,
@@ -189,6 +189,29 @@ def _check_token_cap(req: BattleSampling, services: Services) -> None:
         req.max_tokens = min(req.max_tokens, cap)
 
 
+def _steered(req: BattleRequest) -> bool:
+    """A battle whose pair or sampling the client chose rather than the arena: with
+    `temperature` 0 and a pair of its choosing a key could replay prompts it knows one side wins
+    (the answers' length, `max_tokens`, is the reader's choice and does not steer)."""
+    defaults = BattleRequest.model_fields
+    return req.models is not None or any(
+        getattr(req, knob) != defaults[knob].default for knob in ("temperature", "top_p")
+    )
+
+
+async def _check_battle_rate(services: Services, key_id: int) -> None:
+    cap = services.settings.arena_battles_per_hour
+    if not cap:
+        return
+    started = await run_in_threadpool(services.arena.battles_in_last_hour, key_id)
+    if started >= cap:
+        raise RateLimited(
+            f"this key has started {started} arena battles in the last hour, the limit is "
+            f"{cap} (flywheel up --arena-battles-per-hour); try again later",
+            retry_after=60,
+        )
+
+
 @router.post("/battles", response_model=Battle, responses=BATTLE_RESPONSES)
 async def start_battle(req: BattleRequest, request: Request, services: ServicesDep):
     """Two served models answer the same messages; which is which stays hidden until the vote.
@@ -197,11 +220,16 @@ async def start_battle(req: BattleRequest, request: Request, services: ServicesD
     equally, then one event with the whole battle, then `[DONE]`.
     """
     _check_token_cap(req, services)
+    key_id = api_key_id(request)
+    user_key = key_id is not None and getattr(request.state, "api_key_role", None) != "admin"
+    if user_key:
+        await _check_battle_rate(services, key_id)
+    rater = rater_for(request, req.rater)
     model_a, model_b = _pick_models(services, req.models)
     messages = [m.model_dump() for m in req.messages]
-    key_id = api_key_id(request)
+    counted = not (user_key and _steered(req))
     battle_id = await run_in_threadpool(
-        services.arena.open, messages, model_a, model_b, rater_for(request, req.rater), key_id
+        services.arena.open, messages, model_a, model_b, rater, key_id, counted
     )
     battle = await run_in_threadpool(services.arena.get, battle_id)
     return await unless_client_leaves(request, _run_turn(services, battle, req, key_id))
@@ -273,10 +301,12 @@ async def get_leaderboard(
     ] = None,
     rounds: Annotated[int, Query(ge=10, le=1000, description="bootstrap rounds")] = 100,
 ) -> Leaderboard:
-    """Bradley–Terry ratings (base model = 1000) with bootstrap 95 % intervals, from votes."""
+    """Bradley–Terry ratings (base model = 1000) with bootstrap 95 % intervals, from votes.
+    Battles a user key steered (named models, its own temperature or top_p) are not counted."""
     standings: list[Standing] = await run_in_threadpool(
         services.arena.standings, since, rounds, services.registry.base_name
     )
+    raters = await run_in_threadpool(services.arena.raters_per_model, since)
     status = {a["engine_name"]: a["status"] for a in services.store.adapters(True)}
     status[services.registry.base_name] = "base"
     return Leaderboard(
@@ -294,6 +324,7 @@ async def get_leaderboard(
                 losses=s.losses,
                 ties=s.ties,
                 win_rate=s.win_rate,
+                raters=raters.get(s.model, 0),
             )
             for s in standings
         ],

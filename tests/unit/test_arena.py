@@ -149,3 +149,48 @@ def test_pacer_keeps_sides_within_slack_and_releases_everything():
     assert out == [("a", "789")]
     sent = "".join(t for s, t in [("a", "01234"), ("a", "56"), ("a", "789")])
     assert sent == "0123456789"
+
+
+def test_a_steered_battle_is_voted_on_but_never_counted(arena):
+    """Hardening 4: a user key could name both models, set temperature 0 and vote without
+    limit; the loop promoted from those votes."""
+    for rater, counted in (("ann", True), ("bob", True), ("rigger", False), ("rigger", False)):
+        battle_id = arena.open(PROMPT, "base", "tuned@1", rater=rater, counted=counted)
+        _answer(arena, battle_id)
+        arena.vote(battle_id, "b")
+    assert len(arena.store.comparisons()) == 4  # every vote is kept as a judgement
+    assert arena.results() == [("base", "tuned@1", "b")] * 2  # only drawn battles count
+    assert arena.battles_per_model() == {"base": 2, "tuned@1": 2}
+    assert [s.battles for s in arena.standings()] == [2, 2]
+    assert arena.raters_per_model() == {"base": 2, "tuned@1": 2}
+
+
+def test_battles_in_the_last_hour_are_counted_per_key(arena):
+    for key in (7, 7, 8):
+        arena.open(PROMPT, "base", "tuned@1", api_key_id=key)
+    assert (arena.battles_in_last_hour(7), arena.battles_in_last_hour(8)) == (2, 1)
+    arena.store.db.execute("update battles set created_at = '2020-01-01T00:00:00.000+00:00'")
+    assert arena.battles_in_last_hour(7) == 0
+
+
+def test_a_user_keys_battle_rate_is_capped_and_what_it_steers_is_known():
+    """Hardening 4: battles per hour per user key; named models or sampling steer a battle."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from serve.errors import RateLimited
+    from serve.protocol import BattleRequest
+    from serve.routes.arena import _check_battle_rate, _steered
+
+    messages = [{"role": "user", "content": "hi"}]
+    assert not _steered(BattleRequest(messages=messages, max_tokens=64))  # length: the reader's
+    assert _steered(BattleRequest(messages=messages, temperature=0))
+    assert _steered(BattleRequest(messages=messages, models=["base", "tuned"]))
+    arena = Arena(Store(None))
+    services = SimpleNamespace(arena=arena, settings=SimpleNamespace(arena_battles_per_hour=2))
+    for _ in range(2):
+        asyncio.run(_check_battle_rate(services, 7))
+        arena.open(PROMPT, "base", "tuned@1", api_key_id=7)
+    with pytest.raises(RateLimited, match="2 arena battles in the last hour, the limit is 2"):
+        asyncio.run(_check_battle_rate(services, 7))
+    asyncio.run(_check_battle_rate(services, 8))  # another key is not held back

@@ -158,3 +158,12 @@ def test_net_wins_against_other_models_do_not_promote_past_a_stronger_live_model
     stronger_live = {**LIVE, "rating": 1200, "ci_low": 1100, "ci_high": 1300}
     decision = decide(counted(wins=15, losses=3, ties=6, low=950, high=1250), stronger_live, BENCH)
     assert decision.action == "wait" and "not above the live model's 1200" in decision.reason
+
+
+def test_a_decision_says_how_many_people_voted():
+    """Hardening 4: the gate counts the distinct raters behind its evidence and says so."""
+    promoted = decide({**counted(wins=15, losses=3, ties=6), "raters": 3}, LIVE, BENCH)
+    assert promoted.action == "promote" and "votes from 3 different raters" in promoted.reason
+    alone = decide({**counted(wins=15, losses=3, ties=6), "raters": 1}, LIVE, BENCH)
+    assert "votes from 1 rater" in alone.reason
+    assert "raters" not in decide(counted(wins=3, losses=3, ties=6), LIVE, BENCH).reason

@@ -39,7 +39,7 @@ class Arena:
         self.store = store
         self._cached: tuple[tuple, list[Standing]] | None = None
 
-    def open(
+    def new(
         self,
         messages: list[dict[str, Any]],
         model_a: str,
@@ -47,18 +47,19 @@ class Arena:
         rater: str | None = None,
         api_key_id: int | None = None,
         counted: bool = True,
-    ) -> str:
-        """A new battle's id. `counted=False`: stored and voted on, left off the leaderboard."""
+    ) -> dict[str, Any]:
+        """A battle not stored yet (`save` stores it once the engine has taken the prompt: a
+        prompt it refuses costs no write). `counted=False`: stored and voted on, left off the
+        leaderboard."""
         if model_a == model_b:
             raise InvalidJudgement("a battle needs two different models")
-        battle_id = "battle-" + secrets.token_urlsafe(12)
-        row = {
-            "id": battle_id,
-            "messages": json.dumps(messages),
+        return {
+            "id": "battle-" + secrets.token_urlsafe(12),
+            "messages": messages,
             "model_a": model_a,
             "model_b": model_b,
-            "history_a": json.dumps(messages),
-            "history_b": json.dumps(messages),
+            "history_a": messages,
+            "history_b": messages,
             "turns": 0,
             "status": "generating",
             "rater": rater,
@@ -66,18 +67,34 @@ class Arena:
             "counted": int(counted),
             "created_at": now(),
         }
+
+    def save(self, battle: dict[str, Any]) -> None:
+        """Store a new battle. The conversation is stored once: each side's history is kept as
+        what follows it (`history_a`/`history_b` columns), never as another copy of it."""
+        row = {**battle, "messages": json.dumps(battle["messages"])}
+        row["history_a"] = row["history_b"] = "[]"
         with self.store.transaction() as db:
             db["battles"].insert(row)
-        return battle_id
+
+    def open(self, messages: list[dict[str, Any]], model_a: str, model_b: str, **kw: Any) -> str:
+        """`new` and `save` at once: the new battle's id."""
+        battle = self.new(messages, model_a, model_b, **kw)
+        self.save(battle)
+        return battle["id"]
 
     def get(self, battle_id: str) -> dict[str, Any]:
+        """The battle with each side's whole history (the conversation, then what followed)."""
         rows = self.store.query("select * from battles where id = ?", [battle_id])
         if not rows:
             raise UnknownBattle(battle_id)
         row = rows[0]
-        for key in ("messages", "history_a", "history_b"):
-            row[key] = json.loads(row[key])
+        row["messages"] = json.loads(row["messages"])
+        for side in ("history_a", "history_b"):
+            row[side] = row["messages"] + json.loads(row[side])
         return row
+
+    def _tail(self, battle: dict[str, Any], history: list[dict[str, Any]]) -> str:
+        return json.dumps(history[len(battle["messages"]) :])
 
     def begin_turn(self, battle_id: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
         """Continue a ready battle: each side keeps its own history, plus the new messages."""
@@ -90,8 +107,8 @@ class Arena:
                 battle_id,
                 {
                     "status": "generating",
-                    "history_a": json.dumps(history_a),
-                    "history_b": json.dumps(history_b),
+                    "history_a": self._tail(battle, history_a),
+                    "history_b": self._tail(battle, history_b),
                 },
             )
         return {**battle, "history_a": history_a, "history_b": history_b}
@@ -108,13 +125,15 @@ class Arena:
                     "status": "ready",
                     "exchange_a": exchange_a["id"],
                     "exchange_b": exchange_b["id"],
-                    "history_a": json.dumps(
+                    "history_a": self._tail(
+                        battle,
                         battle["history_a"]
-                        + [{"role": "assistant", "content": exchange_a["completion"]}]
+                        + [{"role": "assistant", "content": exchange_a["completion"]}],
                     ),
-                    "history_b": json.dumps(
+                    "history_b": self._tail(
+                        battle,
                         battle["history_b"]
-                        + [{"role": "assistant", "content": exchange_b["completion"]}]
+                        + [{"role": "assistant", "content": exchange_b["completion"]}],
                     ),
                     "turns": battle["turns"] + 1,
                 },

@@ -4,6 +4,8 @@ sqlite-utils' `Migrations` applies each function together with its record in one
 we keep the records in a table named `migrations`, as the design says.
 """
 
+import json
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -208,3 +210,15 @@ def m007_counted_battles(db: Database) -> None:
     models, its own sampling) is stored and voted on, but never counted (hardening #4)."""
     db["battles"].add_column("counted", int, not_null_default=1)
     db["battles"].create_index(["api_key_id", "created_at"])
+
+
+@migrations()
+def m008_battle_history_tails(db: Database) -> None:
+    """A battle's conversation is stored once: each side's history keeps only what follows it
+    (it was stored three times, every copy fsync'd: hardening #6)."""
+    for row in list(db.query("select id, messages, history_a, history_b from battles")):
+        skip = len(json.loads(row["messages"]))
+        db["battles"].update(
+            row["id"],
+            {side: json.dumps(json.loads(row[side])[skip:]) for side in ("history_a", "history_b")},
+        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -69,6 +70,25 @@ class Exchange:
         return row
 
 
+LOCK_WAIT_S = 30
+"""How long a connection waits for another's write lock before giving up."""
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """WAL mode. Switching a new database needs a moment alone with it, and SQLite answers
+    "database is locked" at once, without its busy wait, while another opener migrates it:
+    retried here for as long as a write would wait."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class Store:
     """Exchanges, judgements, adapters and jobs. Migrated on open."""
 
@@ -78,8 +98,8 @@ class Store:
             conn = sqlite3.connect(":memory:", check_same_thread=False)
         else:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn = sqlite3.connect(str(path), check_same_thread=False, timeout=LOCK_WAIT_S)
+            _use_wal(conn)
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         self.path = path

@@ -126,16 +126,33 @@ async def _run_turn(
     battle: dict[str, Any],
     req: BattleSampling,
     key_id: int | None,
+    unsaved: bool = False,
 ):
-    """Generate both sides; stream them as SSE events or answer once both are done."""
+    """Generate both sides; stream them as SSE events or answer once both are done.
+
+    `unsaved`: a new battle, stored once the engine has begun to answer it, so a prompt the
+    engine refuses (too long, malformed) is never written."""
     arena: Arena = services.arena
-    pair = generate_pair(
+    pieces = generate_pair(
         services,
         (battle["model_a"], battle["model_b"]),
         (battle["history_a"], battle["history_b"]),
         req.engine_params(),
         key_id,
     )
+
+    async def saved_first():
+        nonlocal unsaved
+        try:
+            async for item in pieces:
+                if unsaved:
+                    await run_in_threadpool(arena.save, battle)
+                    unsaved = False
+                yield item
+        finally:
+            await pieces.aclose()  # the client left: both engine requests end now
+
+    pair = saved_first()
 
     async def finish(answers: dict[str, SideAnswer]) -> Battle:
         await run_in_threadpool(
@@ -228,11 +245,9 @@ async def start_battle(req: BattleRequest, request: Request, services: ServicesD
     model_a, model_b = _pick_models(services, req.models)
     messages = [m.model_dump() for m in req.messages]
     counted = not (user_key and _steered(req))
-    battle_id = await run_in_threadpool(
-        services.arena.open, messages, model_a, model_b, rater, key_id, counted
-    )
-    battle = await run_in_threadpool(services.arena.get, battle_id)
-    return await unless_client_leaves(request, _run_turn(services, battle, req, key_id))
+    battle = services.arena.new(messages, model_a, model_b, rater, key_id, counted)
+    work = _run_turn(services, battle, req, key_id, unsaved=True)
+    return await unless_client_leaves(request, work)
 
 
 @router.post("/battles/{battle_id}/turns", response_model=Battle, responses=BATTLE_RESPONSES)

@@ -194,3 +194,43 @@ def test_a_user_keys_battle_rate_is_capped_and_what_it_steers_is_known():
     with pytest.raises(RateLimited, match="2 arena battles in the last hour, the limit is 2"):
         asyncio.run(_check_battle_rate(services, 7))
     asyncio.run(_check_battle_rate(services, 8))  # another key is not held back
+
+
+def test_a_battles_conversation_is_stored_once_and_only_once_the_engine_took_it(tmp_path):
+    """Hardening 6: the messages were stored three times (JSON-escaped, fsync'd), before the
+    engine had even accepted the prompt."""
+    import json
+
+    arena = Arena(Store(tmp_path / "f.db"))
+    long_prompt = [{"role": "user", "content": "Marker. " + "x" * 100_000}]
+    battle = arena.new(long_prompt, "base", "tuned@1")
+    assert arena.store.query("select count(*) as n from battles")[0]["n"] == 0  # not yet
+    arena.save(battle)  # the route saves when the engine sends the first token
+    _answer(arena, battle["id"], "Red.", "Blue.")
+    arena.begin_turn(battle["id"], [{"role": "user", "content": "Why?"}])
+    _answer(arena, battle["id"], "Because.", "Sky.")
+    [row] = arena.store.query("select * from battles")
+    stored = json.dumps(row)
+    assert stored.count("Marker.") == 1  # once, in `messages`
+    assert [m["content"] for m in json.loads(row["history_a"])] == ["Red.", "Why?", "Because."]
+    assert arena.get(battle["id"])["history_b"][0] == long_prompt[0]
+
+
+def test_battles_stored_with_whole_histories_keep_them_after_the_upgrade(tmp_path):
+    """m008 turns the stored whole histories into what follows the conversation."""
+    import json
+
+    from sqlite_utils import Database
+
+    from feedback.migrations import migrations
+
+    db = Database(tmp_path / "old.db")
+    migrations.apply(db, stop_before="m008_battle_history_tails")
+    whole = [*PROMPT, {"role": "assistant", "content": "Red."}]
+    db["battles"].insert({"id": "battle-old", "messages": json.dumps(PROMPT), "model_a": "base",
+                          "model_b": "tuned@1", "history_a": json.dumps(whole),
+                          "history_b": json.dumps(PROMPT), "turns": 1, "status": "ready",
+                          "counted": 1, "created_at": "2026-12-01T00:00:00.000+00:00"})  # fmt: skip
+    db.close()
+    battle = Arena(Store(tmp_path / "old.db")).get("battle-old")
+    assert (battle["history_a"], battle["history_b"]) == (whole, PROMPT)

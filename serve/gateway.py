@@ -72,7 +72,12 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         adapter_roots=settings.adapter_roots,
         limits=AdapterLimits(settings.max_adapter_bytes, settings.max_adapter_files),
     )
-    exchange_log = ExchangeLogger(store, on_logged=metrics.count_exchange)
+    exchange_log = ExchangeLogger(
+        store,
+        on_logged=metrics.count_exchange,
+        on_retry=metrics.exchange_log_retries.inc,
+        on_dropped=metrics.exchanges_dropped.inc,
+    )
     metrics.watch_queue(exchange_log.queue.qsize)
     engine_client = EngineClient(engine.url)
     return Services(

@@ -47,6 +47,16 @@ class GatewayMetrics:
             "flywheel_exchange_log_queue_depth", "Exchanges waiting to be written", registry=r
         )
         self.engine_up = Gauge("flywheel_engine_up", "1 when the engine answers", registry=r)
+        self.exchange_log_retries = Counter(
+            "flywheel_exchange_log_retries",
+            "Exchange batches the database refused for a while, written on a retry",
+            registry=r,
+        )
+        self.exchanges_dropped = Counter(
+            "flywheel_exchanges_dropped",
+            "Answers that could not be logged at all (could not be built or stored)",
+            registry=r,
+        )
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
         self.log_queue_depth.set_function(depth)

@@ -66,3 +66,74 @@ def test_unicode_line_separators_inside_an_answer_are_kept():
     ).replace(json.dumps(text).encode(), json.dumps(text, ensure_ascii=False).encode())
     assert "\u2028".encode() in stream  # raw, as vLLM sends it
     assert exchange_from_stream(INFO, [stream], 0).completion == text
+
+
+def numbered(i: int):
+    return lambda: exchange_from_stream(INFO, [STREAM.replace(b"-1", b"-%d" % i)], 0)
+
+
+def test_a_batch_the_database_refuses_for_a_while_is_retried_not_dropped(monkeypatch):
+    """Hardening 8: a failed batch write dropped up to 256 answers with a log line."""
+    import sqlite3
+
+    import serve.exchange_log as exchange_log
+
+    monkeypatch.setattr(exchange_log, "RETRY_FIRST_S", 0.001)
+    store = Store(None)
+    real, refusals = store.log_exchanges, [3]
+
+    def sometimes_locked(exchanges):
+        if refusals[0]:
+            refusals[0] -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return real(exchanges)
+
+    monkeypatch.setattr(store, "log_exchanges", sometimes_locked)
+    retries, dropped = [], []
+
+    async def run():
+        logger = ExchangeLogger(
+            store, on_retry=lambda: retries.append(1), on_dropped=lambda: dropped.append(1)
+        )
+        logger.start()
+        for i in range(300):
+            logger.submit(numbered(i))
+        logger.submit(lambda: 1 / 0)  # one that cannot be built: dropped alone, and counted
+        await logger.close()
+
+    asyncio.run(run())
+    assert store.counts()["exchanges"] == 300
+    assert len(retries) == 3 and len(dropped) == 1
+
+
+def test_flush_waits_for_what_came_before_it_not_for_an_empty_queue():
+    """Hardening 8: flush() waited for an empty queue, so under steady traffic a rating waited
+    on every answer that came after it."""
+    import threading
+
+    store = Store(None)
+    gate = threading.Event()
+    real = store.log_exchanges
+
+    def slow_after_the_first(exchanges):
+        if any(e.id != "chatcmpl-0" for e in exchanges):
+            gate.wait(10)  # the answers that came later take their time
+        return real(exchanges)
+
+    store.log_exchanges = slow_after_the_first
+
+    async def run():
+        logger = ExchangeLogger(store)
+        logger.start()
+        logger.submit(numbered(0))
+        rating = asyncio.create_task(logger.flush())  # a rating of answer 0 waits for it
+        await asyncio.sleep(0)
+        logger.submit(numbered(1))  # answers keep coming; this one is slow to write
+        await asyncio.wait_for(rating, 5)
+        assert store.exchange("chatcmpl-0") is not None
+        assert store.exchange("chatcmpl-1") is None
+        gate.set()
+        await logger.close()
+
+    asyncio.run(run())
+    assert store.counts()["exchanges"] == 2

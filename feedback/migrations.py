@@ -222,3 +222,10 @@ def m008_battle_history_tails(db: Database) -> None:
             row["id"],
             {side: json.dumps(json.loads(row[side])[skip:]) for side in ("history_a", "history_b")},
         )
+
+
+@migrations()
+def m009_job_process(db: Database) -> None:
+    """The process group a job's child runs in, so a gateway restarted after a crash can stop
+    a child left running (hardening #10)."""
+    db["jobs"].add_column("pgid", int)

@@ -18,6 +18,7 @@ from serve.config import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_LORA_RANK,
     DEFAULT_MAX_MESSAGES,
+    TRAIN_LIMITS,
     VLLM_LORA_RANKS,
     Settings,
     add_data_dir_argument,
@@ -64,6 +65,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         max_messages=args.max_messages,
         max_tokens_limit=args.max_tokens_cap,
         arena_battles_per_hour=args.arena_battles_per_hour,
+        train_limits={**TRAIN_LIMITS, **dict(args.train_limit)},
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per engine call is noise
@@ -109,6 +111,24 @@ def cmd_test(args: argparse.Namespace) -> int:
     return code
 
 
+def train_limit(text: str) -> tuple[str, float]:
+    """`NAME=N` for --train-limit: a known limit and a positive number."""
+    name, _, value = text.partition("=")
+    if name not in TRAIN_LIMITS:
+        raise argparse.ArgumentTypeError(
+            f"{name!r} is not a limit; one of {', '.join(TRAIN_LIMITS)}"
+        )
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the limit must be a number, e.g. {name}=50"
+        ) from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the limit must be greater than 0")
+    return name, number
+
+
 def add_limit_arguments(up: argparse.ArgumentParser) -> None:
     """What callers may make the gateway read or generate (docs/security.md)."""
     up.add_argument(
@@ -151,6 +171,15 @@ def add_limit_arguments(up: argparse.ArgumentParser) -> None:
         metavar="N",
         help="arena battles a user key may start per hour, else 429 (admin keys and keyless "
         "local mode: no cap; 0: no cap for anyone; default: %(default)s)",
+    )
+    up.add_argument(
+        "--train-limit",
+        type=train_limit,
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="raise (or lower) a limit on what an HTTP training job may ask for; repeatable. "
+        "Defaults: " + ", ".join(f"{k}={v}" for k, v in TRAIN_LIMITS.items()),
     )
     up.add_argument(
         "--max-tokens-cap",

@@ -17,6 +17,10 @@ DEFAULT_MAX_MESSAGES = 2_000  # messages in one chat completion request
 
 
 DB_NAME = "flywheel.db"
+TRAIN_LIMITS = {"epochs": 20, "max_steps": 10_000, "batch_size": 64, "max_length": 4096,
+                "threads": os.cpu_count() or 1}  # fmt: skip
+"""The largest values an HTTP training job may ask for (`flywheel up --train-limit K=V` raises
+one): a user with a key must not start a job that holds the machine for a day."""
 DEFAULT_ARENA_BATTLES_PER_HOUR = 120  # one every 30 s, all hour: above what a careful rater reads
 
 
@@ -65,6 +69,7 @@ class Settings:
     max_messages: int = DEFAULT_MAX_MESSAGES
     max_tokens_limit: int | None = None  # cap on max_tokens; None: the engine's max_model_len
     arena_battles_per_hour: int = DEFAULT_ARENA_BATTLES_PER_HOUR  # per user key; 0: no cap
+    train_limits: dict[str, float] = field(default_factory=lambda: dict(TRAIN_LIMITS))
 
     @property
     def db_path(self) -> Path:

@@ -117,7 +117,7 @@ def engine_env() -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: SIGTERM it when the gateway dies, however it dies."""
     PR_SET_PDEATHSIG = 1
     with contextlib.suppress(OSError):
@@ -195,7 +195,7 @@ class Engine:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: stop() takes vLLM's workers too
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         self.state = "starting"
 

@@ -90,7 +90,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         metrics,
         Arena(store),
         GroupCommit(store),
-        JobRunner(store, registry, settings.data_dir, settings.model),
+        JobRunner(store, registry, settings.data_dir, settings.model, settings.train_limits),
     )
 
 

@@ -19,18 +19,46 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from feedback import Store
 from serve.adapters import AdapterRegistry
-from serve.errors import Conflict, NotFound
+from serve.config import TRAIN_LIMITS
+from serve.engine import die_with_parent
+from serve.errors import BadRequest, Conflict, NotFound
 
 log = logging.getLogger("flywheel.jobs")
 
 FINISHED = ("succeeded", "failed", "cancelled")
 REGISTRATION_FILE = "registration.json"  # written by the child next to the finished adapter
+
+
+def stop_orphan(pgid: int, job_id: int) -> bool:
+    """Stop a job's process group left by a gateway that died, if it still runs and is that
+    job's (a process in it has `--job-id N` on its command line: a pid may have been reused).
+    True if anything was stopped."""
+    mark = f"\0--job-id\0{job_id}\0".encode()
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and mark in (stat.parent / "cmdline").read_bytes():
+                members.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not readable
+    if not members:
+        return False
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in members):
+            time.sleep(0.1)
+    return True
 
 
 @dataclass
@@ -41,24 +69,50 @@ class RunningJob:
 
 
 class JobRunner:
-    def __init__(self, store: Store, registry: AdapterRegistry, data_dir: Path, model: str):
+    def __init__(
+        self,
+        store: Store,
+        registry: AdapterRegistry,
+        data_dir: Path,
+        model: str,
+        limits: dict[str, float] | None = None,
+    ):
         self.store = store
         self.registry = registry
         self.data_dir = data_dir
         self.model = model
+        self.limits = dict(TRAIN_LIMITS if limits is None else limits)
         self.jobs: dict[int, RunningJob] = {}  # started and not yet finished by the watcher
         self._watcher: asyncio.Task | None = None
+        self._one_at_a_time = threading.Lock()  # submit runs in a thread pool: check-then-act
 
     def start(self) -> None:
         self._fail_orphans()
         self._watcher = asyncio.create_task(self._watch())
 
     def _fail_orphans(self) -> None:
-        """Jobs left `running` by a gateway that died: nothing is running them any more."""
-        for row in self.store.query("select id from jobs where status in ('queued', 'running')"):
-            self.store.update_job(
-                row["id"], status="failed", error="the gateway stopped while this job ran"
+        """Jobs left `running` by a gateway that died. The child dies with its gateway
+        (PR_SET_PDEATHSIG), but one that outlived it (or its workers) is stopped here, so a new
+        job never trains beside it; it is recognised by its job id on its command line."""
+        rows = self.store.query("select id, pgid from jobs where status in ('queued', 'running')")
+        for row in rows:
+            stopped = row["pgid"] and stop_orphan(row["pgid"], row["id"])
+            error = "the gateway stopped while this job ran" + (
+                "; its training process, still running, was stopped" if stopped else ""
             )
+            self.store.update_job(row["id"], status="failed", error=error)
+
+    def check_limits(self, params: dict[str, Any]) -> None:
+        """A 400 for a parameter above its limit (`flywheel up --train-limit K=V`)."""
+        for name, limit in self.limits.items():
+            value = params.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > limit:
+                raise BadRequest(
+                    f"{name}={value} is above this gateway's limit of {limit:g} for a job "
+                    f"started over HTTP; ask for less, or have an admin restart it with "
+                    f"`flywheel up --train-limit {name}=N`",
+                    param=f"params.{name}",
+                )
 
     def submit(
         self,
@@ -69,12 +123,25 @@ class JobRunner:
         synthetic_pairs: int = 0,
         samples: int | None = None,
     ) -> int:
-        busy = [j for j in self.jobs.values() if self._busy(j)]
-        if busy:
-            raise Conflict(
-                f"job {busy[0].job_id} is still running; wait for it or cancel it "
-                f"(POST /v1/train/jobs/{busy[0].job_id}/cancel)"
-            )
+        self.check_limits(params)
+        with self._one_at_a_time:
+            busy = [j for j in self.jobs.values() if self._busy(j)]
+            if busy:
+                raise Conflict(
+                    f"job {busy[0].job_id} is still running; wait for it or cancel it "
+                    f"(POST /v1/train/jobs/{busy[0].job_id}/cancel)"
+                )
+            return self._start(method, name, base, params, synthetic_pairs, samples)
+
+    def _start(
+        self,
+        method: str,
+        name: str | None,
+        base: str | None,
+        params: dict[str, Any],
+        synthetic_pairs: int,
+        samples: int | None,
+    ) -> int:
         config = {
             "params": params,
             "base": base,
@@ -110,9 +177,10 @@ class JobRunner:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group: cancel stops its children too
+                preexec_fn=die_with_parent,  # a `kill -9` of the gateway takes the job along
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
-        self.store.update_job(job_id, log_path=str(log_path))
+        self.store.update_job(job_id, log_path=str(log_path), pgid=process.pid)
         self.jobs[job_id] = RunningJob(job_id, process)
         log.info("job %d: %s started (pid %d)", job_id, method, process.pid)
         return job_id

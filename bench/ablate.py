@@ -108,8 +108,13 @@ async def ablate(stack: RunningStack, args: argparse.Namespace) -> None:
         params = parse_params(setting.split("#")[0].split())  # after a '#': a note on the setting
         say(f"training with {params}")
         started = time.perf_counter()
-        body = {"method": "dpo", "name": "ablation", "params": params, "samples": 0,
-                "synthetic_pairs": args.synthetic_pairs}  # fmt: skip  (as the loop's job)
+        body = {
+            "method": "dpo",
+            "name": "ablation",
+            "params": params,
+            "samples": 0,
+            "synthetic_pairs": args.synthetic_pairs,
+        }  # fmt: skip  (as the loop's job)
         job = await asyncio.to_thread(run_job, stack, body)
         await asyncio.to_thread(first_answer, stack, job["adapter"])
         seconds = time.perf_counter() - started

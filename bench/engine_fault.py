@@ -1,4 +1,5 @@
-"""Engine fault: `kill -9` of the vLLM engine under 16 streams, with an adapter registered.
+"""Engine fault: `kill -9` (or SIGSTOP: a hang) of the vLLM engine under 16 streams, with an
+adapter registered.
 
 Measured, in one run on the real stack:
 - every stream in flight ends promptly with an OpenAI-shaped error event (none hangs past
@@ -9,6 +10,10 @@ Measured, in one run on the real stack:
   from the adapter; then `--streams` requests on each succeed.
 
     python -m bench.engine_fault [--streams 16] [--hang-s 30]
+    python -m bench.engine_fault --fault stop   # the engine hangs: alive, silent (SIGSTOP)
+
+A stopped engine is never sent SIGCONT: the gateway must notice the hang (no /health answer for
+HUNG_AFTER_S), end what waits on it, and start a new engine.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from bench.sse import sse_events
 from bench.stack import running_stack
 
 ADAPTER = "ef"
+FAULTS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
 
 
 @dataclass
@@ -136,9 +142,10 @@ async def run(url: str, adapter: str, engine_name: str, args) -> dict:
         ]
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started)), 300)
         await asyncio.sleep(1)  # every stream is generating
-        os.kill(engine["pid"], signal.SIGKILL)
+        os.kill(engine["pid"], FAULTS[args.fault])
         killed["at"] = time.monotonic()
-        print(f"killing the engine (pid {engine['pid']}) under {args.streams} streams", flush=True)
+        print(f"{args.fault}: the engine (pid {engine['pid']}) under {args.streams} streams",
+              flush=True)  # fmt: skip
         watcher = asyncio.create_task(watch_engine(url, engine["pid"], killed["at"], engine_name))
         probes = Probes()
         probing = [asyncio.create_task(probe(client, m, killed["at"], probes)) for m in models]
@@ -162,6 +169,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streams", type=int, default=16, help="concurrent streams at the kill")
     parser.add_argument("--hang-s", type=float, default=30, help="a stream open longer is a hang")
+    parser.add_argument(
+        "--fault", choices=list(FAULTS), default="kill",
+        help="kill: kill -9 of the engine; stop: SIGSTOP, the engine hangs (default: kill)",
+    )  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         print("making an adapter ...", flush=True)
@@ -182,7 +193,8 @@ def report(result: dict, args) -> None:
     recovered = result["recovered"]
     outcomes = Counter(f"{e.outcome}" + (f" ({e.code})" if e.code else "") for e in ends)
     times = [e.seconds_after_kill for e in ends if e.seconds_after_kill is not None]
-    print(f"\n{args.streams} streams (half base, half adapter `{ADAPTER}`), kill -9 of the engine")
+    fault = "kill -9 of" if args.fault == "kill" else "SIGSTOP (a hang) of"
+    print(f"\n{args.streams} streams (half base, half adapter `{ADAPTER}`), {fault} the engine")
     print(f"streams: {dict(outcomes)}")
     if times:
         print(

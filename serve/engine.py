@@ -30,6 +30,8 @@ log = logging.getLogger("flywheel.engine")
 
 READY_TIMEOUT_S = 600  # a cold start on 2 cores takes ~45 s; a big model on a GPU much longer
 MAX_BACKOFF_S = 30
+PROBE_TIMEOUT_S = 5  # a /health answer slower than this counts as none
+HUNG_AFTER_S = 15  # a live process without a /health answer this long is hung: restarted
 
 
 class EngineFailed(RuntimeError):
@@ -158,9 +160,9 @@ class Engine:
             "uptime_s": round(time.monotonic() - self.started_at, 1) if self.started_at else None,
         }
 
-    async def healthy(self) -> bool:
+    async def healthy(self, timeout: float = 2) -> bool:
         try:
-            async with httpx.AsyncClient(timeout=2) as client:
+            async with httpx.AsyncClient(timeout=timeout) as client:
                 return (await client.get(f"{self.url}/health")).status_code == 200
         except httpx.HTTPError:
             return False
@@ -218,18 +220,37 @@ class Engine:
         log.info("engine ready at %s (pid %s)", self.url, self.pid)
 
     async def _supervise(self) -> None:
-        """Restart a crashed engine with exponential backoff, then re-run `on_ready`."""
+        """Restart a crashed or hung engine with exponential backoff, then re-run `on_ready`.
+
+        Hung: the process is alive but has not answered `/health` within PROBE_TIMEOUT_S for
+        HUNG_AFTER_S (stopped, deadlocked, swapping). Its requests would otherwise wait for
+        ever: `on_down` lets the gateway end them (503, or an error event in a stream), and the
+        engine is killed and started again."""
         backoff = 1.0
+        silent_since: float | None = None
         while not self._stopping:
             await asyncio.sleep(1)
-            if self._stopping or self._proc is None or self._proc.poll() is None:
+            if self._stopping or self._proc is None:
                 continue
-            code = self._proc.returncode
-            log.error("engine exited with code %s; restarting in %.0f s", code, backoff)
+            if self._proc.poll() is None:
+                if await self.healthy(PROBE_TIMEOUT_S):
+                    silent_since = None
+                    continue
+                silent_since = silent_since or time.monotonic()
+                if time.monotonic() - silent_since < HUNG_AFTER_S:
+                    continue
+                log.error("engine pid %s has not answered /health for %d s: hung; restarting",
+                          self.pid, HUNG_AFTER_S)  # fmt: skip
+            else:
+                log.error("engine exited with code %s; restarting in %.0f s",
+                          self._proc.returncode, backoff)  # fmt: skip
+            silent_since = None
             self.state = "restarting"
             if self.on_down:
                 self.on_down()
-            self._kill_group()  # leftover workers of the dead engine
+            self._kill_group()  # a hung engine, or the leftover workers of a dead one
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(self._proc.wait, 30)  # its port is free again
             await asyncio.sleep(backoff)
             try:
                 await self._spawn_and_wait()

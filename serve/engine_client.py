@@ -7,10 +7,14 @@ chunk is taken from the engine, and aiohttp's per-chunk cost is several times lo
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
 from typing import Any
 
 import aiohttp
+
+ABORTED = "the engine stopped answering (hung or restarted)"
 
 
 class EngineUnreachable(Exception):
@@ -21,12 +25,16 @@ class EngineClient:
     def __init__(self, base_url: str):
         self.base_url = base_url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
+        self._reading: weakref.WeakSet[aiohttp.ClientResponse] = weakref.WeakSet()
 
     async def start(self) -> None:
+        self._session = self._new_session()
+
+    def _new_session(self) -> aiohttp.ClientSession:
         # Idle connections are dropped before the engine drops them (vLLM's uvicorn: after 5 s,
         # VLLM_HTTP_TIMEOUT_KEEP_ALIVE): a request sent on one the engine is closing that
         # moment fails before it is read.
-        self._session = aiohttp.ClientSession(
+        return aiohttp.ClientSession(
             base_url=self.base_url,
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
@@ -36,6 +44,17 @@ class EngineClient:
     async def close(self) -> None:
         if self._session:
             await self._session.close()
+
+    def abort_all(self) -> None:
+        """End every request in flight now (the engine hung or died), so a waiting client gets
+        a 503 and a stream its error event instead of waiting for ever: a response being read
+        fails with `ClientConnectionError`, a request still waiting for its headers with its
+        connection closed. New requests get a new pool. Call from the event loop."""
+        for resp in list(self._reading):
+            resp.content.set_exception(aiohttp.ClientConnectionError(ABORTED))
+        old, self._session = self._session, self._new_session()
+        if old is not None:
+            asyncio.get_running_loop().create_task(old.close())
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -47,6 +66,7 @@ class EngineClient:
         """A whole request: status and raw body (the gateway relays the bytes as they are)."""
         try:
             async with self.session.post(path, data=_encode(body), headers=_JSON) as resp:
+                self._reading.add(resp)
                 return resp.status, await resp.read()
         except (aiohttp.ClientError, OSError) as exc:
             raise EngineUnreachable(str(exc) or type(exc).__name__) from exc
@@ -54,9 +74,11 @@ class EngineClient:
     async def open_stream(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
         """Start a streaming request; the caller reads `.content` and must `close()` it."""
         try:
-            return await self.session.post(path, data=_encode(body), headers=_JSON)
+            resp = await self.session.post(path, data=_encode(body), headers=_JSON)
         except (aiohttp.ClientError, OSError) as exc:
             raise EngineUnreachable(str(exc) or type(exc).__name__) from exc
+        self._reading.add(resp)
+        return resp
 
     async def get(self, path: str) -> tuple[int, bytes]:
         try:

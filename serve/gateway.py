@@ -220,7 +220,13 @@ async def run_up(settings: Settings) -> int:
         say("local mode: no API keys exist, so the gateway listens on loopback only")
     engine = services.engine
     engine.on_ready = services.registry.load_all
-    engine.on_down = services.registry.engine_lost
+
+    def engine_down() -> None:
+        """The engine died or hung: forget what it had loaded, end what waits on it."""
+        services.registry.engine_lost()
+        services.engine_client.abort_all()
+
+    engine.on_down = engine_down
     atexit.register(engine.stop_now)
     app = create_app(settings, services)
 

@@ -12,6 +12,7 @@ While no key exists, every route (the UI and its websockets included) answers on
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import json
@@ -152,12 +153,15 @@ class ApiKeyAuth:
             await self.app(scope, receive, send)
             return
         try:
+            api = scope["path"].startswith(self.prefix)
+            if api or (self.local_mode and not _loopback_host(scope)):
+                await self._refresh(scope)
             if self.local_mode and not _loopback_host(scope) and not self._keys_exist():
                 # DNS rebinding: a web page whose name now points at 127.0.0.1 is same-origin
                 # to itself, so only the loopback names may use a keyless gateway, on every
                 # route: the UI's handlers call the API for whoever loaded the page.
                 raise Refusal(403, "host_refused", NOT_LOOPBACK)
-            key = self._authorize(scope) if scope["path"].startswith(self.prefix) else None
+            key = self._authorize(scope) if api else None
         except Refusal as refusal:
             await _send_refusal(scope, send, refusal)
             return
@@ -173,11 +177,10 @@ class ApiKeyAuth:
             if not self.local_mode:
                 raise Refusal(401, "invalid_api_key", NO_KEYS)
             return None  # local mode, and the Host was checked in __call__
-        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
+        secret = _bearer_secret(scope)
+        if not secret:
             raise Refusal(401, "invalid_api_key", MISSING)
-        key = self._verify(secret.strip())
+        key = self._verify(secret)
         if key is None:
             raise Refusal(401, "invalid_api_key", UNKNOWN)
         method, path = scope["method"], scope["path"]
@@ -192,24 +195,41 @@ class ApiKeyAuth:
                 raise Refusal(429, "rate_limit_exceeded", message, retry_after=seconds)
         return key
 
-    def _keys_exist(self) -> bool:
-        checked, exist = self._any_keys
-        if time.monotonic() - checked > CACHE_SECONDS:
-            exist = self.keys.any_active()
+    async def _refresh(self, scope: Scope) -> None:
+        """Look up in the database, in a worker thread, what the caches lack: the store's lock
+        may be held through a commit and its fsync (or a whole import), and the event loop
+        relays every stream's tokens: it must never wait for it."""
+        if time.monotonic() - self._any_keys[0] > CACHE_SECONDS:
+            exist = await asyncio.to_thread(self.keys.any_active)
             self._any_keys = (time.monotonic(), exist)
-        return exist
+        secret = _bearer_secret(scope)
+        if secret and self._any_keys[1]:
+            digest = _digest(secret)
+            cached = self._verified.get(digest)
+            if not cached or time.monotonic() - cached[0] >= CACHE_SECONDS:
+                row = await asyncio.to_thread(self.keys.verify, secret)
+                if len(self._verified) > 10_000:  # bounded: random wrong keys cannot grow it
+                    self._verified.clear()
+                self._verified[digest] = (time.monotonic(), row)
+
+    def _keys_exist(self) -> bool:
+        return self._any_keys[1]
 
     def _verify(self, secret: str) -> dict[str, Any] | None:
-        """`keys.verify`, remembered for CACHE_SECONDS by the secret's hash, never the secret."""
-        digest = hashlib.sha256(secret.encode()).hexdigest()
-        cached = self._verified.get(digest)
-        if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
-            return cached[1]
-        if len(self._verified) > 10_000:  # bounded: random wrong keys cannot grow it forever
-            self._verified.clear()
-        row = self.keys.verify(secret)
-        self._verified[digest] = (time.monotonic(), row)
-        return row
+        """The key for `secret` as `_refresh` looked it up (by the secret's hash, never the
+        secret), for CACHE_SECONDS."""
+        cached = self._verified.get(_digest(secret))
+        return cached[1] if cached else None
+
+
+def _bearer_secret(scope: Scope) -> str | None:
+    header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+    scheme, _, secret = header.partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" and secret.strip() else None
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 async def _send_refusal(scope: Scope, send: Send, refusal: Refusal) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 
 from serve.errors import error_responses
 from serve.protocol import AdapterInfo, AdapterRequest, PromoteRequest, RegistryChange
@@ -16,7 +17,7 @@ router = APIRouter(prefix="/v1/adapters", tags=["adapters"])
 @router.get("", response_model=list[AdapterInfo])
 async def list_adapters(services: ServicesDep, include_retired: bool = False) -> list[dict]:
     """Every registered version, oldest first, with its status (candidate, live, retired)."""
-    return services.store.adapters(include_retired=include_retired)
+    return await run_in_threadpool(services.store.adapters, include_retired)
 
 
 @router.post("", status_code=201, response_model=AdapterInfo, responses=error_responses(422, 503))

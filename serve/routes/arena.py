@@ -161,7 +161,9 @@ async def _run_turn(
             {"id": answers["a"].id, "completion": answers["a"].completion},
             {"id": answers["b"].id, "completion": answers["b"].completion},
         )
-        return _battle_body(battle["id"], answers, battle["turns"] + 1, services)
+        return await run_in_threadpool(
+            _battle_body, battle["id"], answers, battle["turns"] + 1, services
+        )
 
     if not req.stream:
         try:
@@ -242,7 +244,8 @@ async def start_battle(req: BattleRequest, request: Request, services: ServicesD
     if user_key:
         await _check_battle_rate(services, key_id)
     rater = rater_for(request, req.rater)
-    model_a, model_b = _pick_models(services, req.models)
+    # off the event loop: the pairing reads the store and may refit the leaderboard
+    model_a, model_b = await run_in_threadpool(_pick_models, services, req.models)
     messages = [m.model_dump() for m in req.messages]
     counted = not (user_key and _steered(req))
     battle = services.arena.new(messages, model_a, model_b, rater, key_id, counted)
@@ -322,7 +325,8 @@ async def get_leaderboard(
         services.arena.standings, since, rounds, services.registry.base_name
     )
     raters = await run_in_threadpool(services.arena.raters_per_model, since)
-    status = {a["engine_name"]: a["status"] for a in services.store.adapters(True)}
+    adapters = await run_in_threadpool(services.store.adapters, True)
+    status = {a["engine_name"]: a["status"] for a in adapters}
     status[services.registry.base_name] = "base"
     return Leaderboard(
         battles=sum(s.battles for s in standings) // 2,

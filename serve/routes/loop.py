@@ -26,7 +26,7 @@ async def list_decisions(services: ServicesDep) -> list[dict]:
 )
 async def decide(req: DecisionRequest, services: ServicesDep) -> dict:
     """Promote or retire a candidate version (admin), recording why."""
-    row = services.store.adapter(req.candidate)
+    row = await run_in_threadpool(services.store.adapter, req.candidate)
     if row is None or row["status"] == "retired":
         raise UnknownModel(f"no registered candidate {req.candidate!r}", param="candidate")
     incumbent = services.registry.resolve("live")

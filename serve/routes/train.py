@@ -47,7 +47,7 @@ async def start_job(req: TrainJobRequest, services: ServicesDep) -> dict:
         req.synthetic_pairs,
         req.samples,
     )
-    return _job_or_404(services, job_id)
+    return await run_in_threadpool(_job_or_404, services, job_id)
 
 
 @router.get("/jobs", response_model=list[TrainJob])
@@ -60,11 +60,11 @@ async def list_jobs(services: ServicesDep) -> list[dict]:
 async def get_job(job_id: JobId, services: ServicesDep) -> dict:
     """One job: progress, every logged metrics row (for a live loss curve), the log's tail."""
     job = await run_in_threadpool(_job_or_404, services, job_id)
-    return {**job, "log_tail": _log_tail(job.get("log_path"))}
+    return {**job, "log_tail": await run_in_threadpool(_log_tail, job.get("log_path"))}
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=TrainJob, responses=error_responses(404, 409))
 async def cancel_job(job_id: JobId, services: ServicesDep) -> dict:
     """Stop a running job; it ends `cancelled` and leaves no adapter behind."""
-    services.jobs.cancel(job_id)
-    return _job_or_404(services, job_id)
+    await run_in_threadpool(services.jobs.cancel, job_id)
+    return await run_in_threadpool(_job_or_404, services, job_id)

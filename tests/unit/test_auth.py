@@ -306,3 +306,38 @@ def test_a_user_key_judges_as_itself_and_only_an_admin_may_name_a_rater(tmp_path
         assert vote.status_code == 403  # the arena's votes, too
     raters = [r["rater"] for r in Store(tmp_path / "flywheel.db").db["ratings"].rows]
     assert raters[:2] == ["key:1", "alice"] and raters[2:] == ["alice", "carol"]
+
+
+def test_a_key_lookup_never_holds_up_the_event_loop(keys):
+    """Hardening 11: key lookups ran SQLite on the event loop under the store's lock, which a
+    commit and its fsync (or a whole import) holds: every stream waited with them."""
+    import asyncio
+    import threading
+    import time
+
+    import httpx
+
+    _, secret = keys.create("ci", "user")
+    app = tiny_app(keys).app
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_store() -> None:  # a long commit, an import
+        with keys.store._lock:
+            locked.set()
+            release.wait(5)
+
+    async def scenario() -> float:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            threading.Thread(target=hold_the_store).start()
+            locked.wait(5)
+            started = time.monotonic()
+            keyed = asyncio.create_task(client.get("/v1/models", headers=bearer(secret)))
+            health = asyncio.create_task(client.get("/health"))  # needs no store
+            assert (await health).status_code == 200
+            waited = time.monotonic() - started
+            release.set()
+            assert (await keyed).status_code == 200
+            return waited
+
+    assert asyncio.run(scenario()) < 0.5

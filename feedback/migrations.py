@@ -229,3 +229,9 @@ def m009_job_process(db: Database) -> None:
     """The process group a job's child runs in, so a gateway restarted after a crash can stop
     a child left running (hardening #10)."""
     db["jobs"].add_column("pgid", int)
+
+
+@migrations()
+def m010_tool_calls(db: Database) -> None:
+    """An answer's tool calls, which the exchange log dropped (hardening #19)."""
+    db["exchanges"].add_column("tool_calls", str)

@@ -55,6 +55,7 @@ class Exchange:
     messages: list[dict[str, Any]]
     completion: str
     params: dict[str, Any] = field(default_factory=dict)
+    tool_calls: list[dict[str, Any]] | None = None  # the answer's tool calls, as OpenAI gives them
     usage: dict[str, Any] | None = None
     finish_reason: str | None = None
     latency_ms: float | None = None
@@ -64,7 +65,7 @@ class Exchange:
 
     def to_row(self) -> dict[str, Any]:
         row = asdict(self)
-        for key in ("messages", "params", "usage"):
+        for key in ("messages", "params", "usage", "tool_calls"):
             row[key] = json.dumps(row[key])
         row["stream"] = int(self.stream)
         return row
@@ -153,7 +154,7 @@ class Store:
         if not rows:
             return None
         row = rows[0]
-        for key in ("messages", "params", "usage"):
+        for key in ("messages", "params", "usage", "tool_calls"):
             row[key] = json.loads(row[key]) if row[key] else None
         return row
 

@@ -51,49 +51,109 @@ def _choice_text(choice: dict[str, Any], key: str) -> str:
     return (choice.get(key) or {}).get("content") or choice.get("text") or ""
 
 
-def exchange_from_response(info: RequestInfo, data: dict[str, Any]) -> Exchange | None:
-    choices = data.get("choices") or [{}]
+def choice_id(completion_id: str, index: int) -> str:
+    """The id an answer is stored and rated under: the response's id for its first choice
+    (what every client knows), `<id>-choice<i>` for the others of an `n > 1` request."""
+    return completion_id if index == 0 else f"{completion_id}-choice{index}"
+
+
+def _exchange(info: RequestInfo, completion_id: str, answer: dict[str, Any], **kw) -> Exchange:
     return Exchange(
-        id=data["id"],
+        id=choice_id(completion_id, answer["index"]),
         model=info.model,
         engine_model=info.engine_model,
         messages=info.messages,
-        completion=_choice_text(choices[0], "message"),
+        completion=answer["text"],
         params=info.params,
-        usage=data.get("usage"),
-        finish_reason=choices[0].get("finish_reason"),
-        latency_ms=(time.perf_counter() - info.started) * 1000,
-        stream=False,
+        tool_calls=answer.get("tool_calls") or None,
+        finish_reason=answer.get("finish_reason"),
         api_key_id=info.api_key_id,
+        **kw,
     )
 
 
-def exchange_from_stream(info: RequestInfo, chunks: list[bytes], ended: float) -> Exchange | None:
-    """Rebuild the answer from the relayed SSE bytes (first choice; usage if the engine sent it)."""
-    completion_id, parts, usage, finish = None, [], None, None
+def exchanges_from_response(info: RequestInfo, data: dict[str, Any]) -> list[Exchange]:
+    """Every choice of a whole answer, each with its text and its tool calls."""
+    latency_ms = (time.perf_counter() - info.started) * 1000
+    answers = [
+        {
+            "index": c.get("index", i),
+            "text": _choice_text(c, "message"),
+            "tool_calls": (c.get("message") or {}).get("tool_calls"),
+            "finish_reason": c.get("finish_reason"),
+        }
+        for i, c in enumerate(data.get("choices") or [{}])
+    ]
+    usage = data.get("usage")
+    return [
+        _exchange(
+            info,
+            data["id"],
+            a,
+            usage=usage if a["index"] == 0 else None,
+            latency_ms=latency_ms,
+            stream=False,
+        )
+        for a in answers
+    ]
+
+
+def exchange_from_response(info: RequestInfo, data: dict[str, Any]) -> Exchange | None:
+    """The first choice (what a comparison of two answers is made of)."""
+    return next(iter(exchanges_from_response(info, data)), None)
+
+
+def exchanges_from_stream(info: RequestInfo, chunks: list[bytes], ended: float) -> list[Exchange]:
+    """Rebuild every choice from the relayed SSE bytes: text, tool calls (their pieces joined
+    by index), finish reason; the usage (if the engine sent it) goes with the first."""
+    completion_id, usage = None, None
+    answers: dict[int, dict[str, Any]] = {}
     for event in SSEDecoder().feed(b"".join(chunks) + b"\n"):
         completion_id = completion_id or event.get("id")
         usage = event.get("usage") or usage
         for choice in event.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
-            parts.append(_choice_text(choice, "delta"))
-            finish = choice.get("finish_reason") or finish
+            index = choice.get("index", 0)
+            answer = answers.setdefault(index, {"index": index, "parts": [], "calls": {}})
+            answer["parts"].append(_choice_text(choice, "delta"))
+            for call in (choice.get("delta") or {}).get("tool_calls") or []:
+                _merge_call(answer["calls"], call)
+            answer["finish_reason"] = choice.get("finish_reason") or answer.get("finish_reason")
     if completion_id is None:
-        return None
-    return Exchange(
-        id=completion_id,
-        model=info.model,
-        engine_model=info.engine_model,
-        messages=info.messages,
-        completion="".join(parts),
-        params=info.params,
-        usage=usage,
-        finish_reason=finish or "cancelled",
-        latency_ms=(ended - info.started) * 1000,
-        stream=True,
-        api_key_id=info.api_key_id,
-    )
+        return []
+    latency_ms = (ended - info.started) * 1000
+    return [
+        _exchange(
+            info,
+            completion_id,
+            {
+                "index": a["index"],
+                "text": "".join(a["parts"]),
+                "tool_calls": [a["calls"][k] for k in sorted(a["calls"])],
+                "finish_reason": a.get("finish_reason") or "cancelled",
+            },
+            usage=usage if a["index"] == 0 else None,
+            latency_ms=latency_ms,
+            stream=True,
+        )
+        for a in sorted(answers.values(), key=lambda a: a["index"])
+    ]
+
+
+def _merge_call(calls: dict[int, dict[str, Any]], piece: dict[str, Any]) -> None:
+    """A streamed tool call arrives in pieces: id, type and name once, `arguments` in parts."""
+    call = calls.setdefault(piece.get("index", 0), {"function": {"arguments": ""}})
+    for key in ("id", "type"):
+        if piece.get(key):
+            call[key] = piece[key]
+    function = piece.get("function") or {}
+    if function.get("name"):
+        call["function"]["name"] = function["name"]
+    call["function"]["arguments"] += function.get("arguments") or ""
+
+
+def exchange_from_stream(info: RequestInfo, chunks: list[bytes], ended: float) -> Exchange | None:
+    """The first choice of a stream (a battle's side asks for one)."""
+    return next(iter(exchanges_from_stream(info, chunks, ended)), None)
 
 
 class ExchangeLogger:
@@ -132,13 +192,17 @@ class ExchangeLogger:
         self._task = asyncio.create_task(self._drain())
 
     def submit(self, build) -> None:
-        """Queue a zero-argument callable that returns the `Exchange` (built in the writer)."""
+        """Queue a zero-argument callable that returns the `Exchange`, or a list of them (one
+        per choice), built in the writer."""
         self._submitted += 1
         self._pending.add(self._submitted)
         self.queue.put_nowait((self._submitted, build))
 
     def _write(self, builds: list) -> None:
-        exchanges = [e for e in (build() for build in builds) if e is not None]
+        exchanges: list[Exchange] = []
+        for build in builds:  # an Exchange, a list of them (every choice), or None
+            built = build()
+            exchanges += built if isinstance(built, list) else [built] if built else []
         self.store.log_exchanges(exchanges)
         if self.on_logged:
             for exchange in exchanges:

@@ -27,7 +27,7 @@ from serve.errors import (
     error_body,
     error_responses,
 )
-from serve.exchange_log import RequestInfo, exchange_from_response, exchange_from_stream
+from serve.exchange_log import RequestInfo, exchanges_from_response, exchanges_from_stream
 from serve.json_body import check_generation_limits, with_token_cap
 from serve.protocol import Completion, ModelCard, ModelList
 from serve.services import Services, ServicesDep
@@ -131,7 +131,7 @@ async def relay(
     if status != 200:
         raise upstream_error(status, raw)
     # Relay the engine's bytes as they are; parse them only in the log writer, off the hot path.
-    log(lambda: exchange_from_response(info, json.loads(raw)))
+    log(lambda: exchanges_from_response(info, json.loads(raw)))
     return Response(raw, media_type="application/json")
 
 
@@ -184,7 +184,7 @@ async def _relay_stream(
             # too, instead of letting it generate on for nobody.
             resp.close()
         ended = time.perf_counter()
-        log(lambda: exchange_from_stream(info, chunks, ended))
+        log(lambda: exchanges_from_stream(info, chunks, ended))
 
     return StreamingResponse(
         relay(),

@@ -137,3 +137,49 @@ def test_flush_waits_for_what_came_before_it_not_for_an_empty_queue():
 
     asyncio.run(run())
     assert store.counts()["exchanges"] == 2
+
+
+def test_every_choice_and_its_tool_calls_are_logged():
+    """Hardening 19: the log kept choice 0 only and dropped tool calls."""
+    from serve.exchange_log import exchanges_from_response, exchanges_from_stream
+
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "weather", "arguments": '{"city": "Oslo"}'}}  # fmt: skip
+    whole = {
+        "id": "chatcmpl-9",
+        "choices": [
+            {"index": 0, "message": {"content": "Sunny."}, "finish_reason": "stop"},
+            {
+                "index": 1,
+                "message": {"content": None, "tool_calls": [call]},
+                "finish_reason": "tool_calls",
+            },
+        ],
+        "usage": {"completion_tokens": 7},
+    }
+    first, second = exchanges_from_response(INFO, whole)
+    assert (first.id, first.completion, first.usage) == ("chatcmpl-9", "Sunny.", whole["usage"])
+    assert (second.id, second.tool_calls, second.finish_reason) == (
+        "chatcmpl-9-choice1",
+        [call],
+        "tool_calls",
+    )
+    pieces = [
+        {"index": 0, "id": "call_1", "type": "function",
+         "function": {"name": "weather", "arguments": '{"city": '}},
+        {"index": 0, "function": {"arguments": '"Oslo"}'}},
+    ]  # fmt: skip
+    stream = sse(
+        {"id": "chatcmpl-8", "choices": [{"index": 0, "delta": {"tool_calls": [pieces[0]]}},
+                                         {"index": 1, "delta": {"content": "Hi"}}]},
+        {"id": "chatcmpl-8", "choices": [{"index": 0, "delta": {"tool_calls": [pieces[1]]},
+                                          "finish_reason": "tool_calls"}]},
+        {"id": "chatcmpl-8", "choices": [{"index": 1, "delta": {}, "finish_reason": "stop"}]},
+    )  # fmt: skip
+    a, b = exchanges_from_stream(INFO, [stream], 0)
+    assert a.tool_calls == [call] and a.finish_reason == "tool_calls"
+    assert (b.id, b.completion, b.finish_reason) == ("chatcmpl-8-choice1", "Hi", "stop")
+    store = Store(None)
+    store.log_exchanges([a, b, first, second])
+    assert store.exchange("chatcmpl-8")["tool_calls"] == [call]
+    assert store.exchange("chatcmpl-9-choice1")["completion"] == ""

@@ -21,7 +21,7 @@ import time
 import httpx
 
 from bench.sse import sse_events
-from bench.stack import running_stack
+from bench.stack import engine_headers, running_stack
 
 PROMPT = [{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}]
 
@@ -44,7 +44,8 @@ async def one_stream(client: httpx.AsyncClient, url: str, model: str, tokens: in
 
 async def one_round(url: str, model: str, concurrency: int, tokens: int):
     limits = httpx.Limits(max_connections=concurrency + 4)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+    # the engine's key on both paths (the keyless gateway ignores it): the same request each way
+    async with httpx.AsyncClient(timeout=600, limits=limits, headers=engine_headers()) as client:
         started = time.perf_counter()
         results = await asyncio.gather(
             *[one_stream(client, url, model, tokens) for _ in range(concurrency)]
@@ -83,7 +84,7 @@ async def bench_level(stack, model: str, concurrency: int, rounds: int, tokens: 
 async def probe_latency(stack, model: str, probes: int) -> dict:
     """Sequential 1-token streams, alternating direct/gateway: the gateway's added TTFT."""
     direct, gateway = [], []
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with httpx.AsyncClient(timeout=60, headers=engine_headers()) as client:
         for i in range(probes * 2):
             url = stack.engine_url if i % 2 == 0 else stack.url
             ttft, _ = await one_stream(client, url, model, 1)
@@ -103,7 +104,7 @@ async def whole_latency(stack, model: str, probes: int) -> dict:
     """
     body = {"model": model, "messages": PROMPT, "max_tokens": 1}
     direct, gateway = [], []
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with httpx.AsyncClient(timeout=60, headers=engine_headers()) as client:
         for i in range(probes * 2):
             url = stack.engine_url if i % 2 == 0 else stack.url
             started = time.perf_counter()
@@ -118,7 +119,8 @@ async def whole_latency(stack, model: str, probes: int) -> dict:
 
 async def main_async(args) -> tuple[dict, list[dict]]:
     with running_stack() as stack:
-        model = httpx.get(f"{stack.engine_url}/v1/models").json()["data"][0]["id"]
+        models = httpx.get(f"{stack.engine_url}/v1/models", headers=stack.engine_headers).json()
+        model = models["data"][0]["id"]
         probe = await probe_latency(stack, model, args.probes)
         probe["whole"] = await whole_latency(stack, model, args.probes)
         print(f"  probes: {probe}", flush=True)

@@ -53,7 +53,7 @@ from bench.preferences import PREFERENCES, Preference
 from bench.prompts import held_out_prompts, train_prompts
 from bench.protocol import NOISY_FLIP_SHARE, RATER, split_of
 from bench.simulated_rater import SAMPLING, SimulatedRater
-from bench.stack import RunningStack, running_stack
+from bench.stack import RunningStack, engine_headers, running_stack
 from train import recipe
 from train.answer_health import fault, is_healthy
 from train.health_check import LONG_ANSWER_TOKENS
@@ -106,7 +106,7 @@ async def sample_answers(
             for c in resp.json()["choices"]
         ]
 
-    async with httpx.AsyncClient(timeout=900) as client:
+    async with httpx.AsyncClient(timeout=900, headers=engine_headers()) as client:
         return list(await asyncio.gather(*(one(client, i, p) for i, p in enumerate(prompts))))
 
 
@@ -195,7 +195,8 @@ def jobs_after(stack: RunningStack, job_id: int) -> list[dict[str, Any]]:
 
 def base_engine_name(stack: RunningStack) -> str:
     """The base model's name in the engine (the one card without a parent adapter)."""
-    cards = httpx.get(f"{stack.engine_url}/v1/models", timeout=30).json()["data"]
+    cards = httpx.get(f"{stack.engine_url}/v1/models", headers=stack.engine_headers, timeout=30)
+    cards = cards.json()["data"]
     return next(c["id"] for c in cards if not c.get("parent"))
 
 
@@ -223,7 +224,10 @@ def first_answer(stack: RunningStack, engine_name: str) -> float:
     started = time.perf_counter()
     body = {"model": engine_name, "messages": [{"role": "user", "content": "Hi!"}],
             "max_tokens": 8}  # fmt: skip
-    httpx.post(f"{stack.engine_url}/v1/chat/completions", json=body, timeout=120).raise_for_status()
+    httpx.post(
+        f"{stack.engine_url}/v1/chat/completions", json=body, headers=stack.engine_headers,
+        timeout=120,
+    ).raise_for_status()  # fmt: skip
     return time.perf_counter() - started
 
 
@@ -564,7 +568,8 @@ def report(folder: Path = RESULTS) -> None:
 
 @contextlib.contextmanager
 def attached_stack(url: str):
-    """A stack someone else started (for trying the benchmark out; its data must be fresh)."""
+    """A stack someone else started (for trying the benchmark out; its data must be fresh),
+    with $FLYWHEEL_ENGINE_API_KEY set, here and where it was started, to its engine's key."""
     health = httpx.get(f"{url}/health", timeout=10).json()
     with tempfile.TemporaryDirectory(prefix="flywheel-loop-") as tmp:
         yield RunningStack(url, health["engine"]["url"], Path(tmp))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from serve.config import ENGINE_KEY_ENV
 from serve.engine import free_port
 
 
@@ -23,6 +26,17 @@ class RunningStack:
     engine_url: str  # the vLLM server behind it, for side-by-side comparisons
     data_dir: Path
 
+    @property
+    def engine_headers(self) -> dict[str, str]:
+        return engine_headers()
+
+
+def engine_headers() -> dict[str, str]:
+    """The key a benchmark's engine was started with (`running_stack` chooses it): the
+    benchmarks read from the engine directly, which refuses /v1 without it."""
+    key = os.environ.get(ENGINE_KEY_ENV)
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
 
 @contextlib.contextmanager
 def running_stack(
@@ -30,6 +44,7 @@ def running_stack(
 ) -> Iterator[RunningStack]:
     """A fresh stack in a temporary folder, or on `data_dir` (kept: a benchmark resumes on it)."""
     port = free_port()
+    os.environ.setdefault(ENGINE_KEY_ENV, secrets.token_urlsafe(32))  # the stack inherits it
     with (
         contextlib.nullcontext(str(data_dir))
         if data_dir

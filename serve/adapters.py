@@ -52,6 +52,7 @@ class AdapterRegistry:
         base_model: str,
         max_rank: int,
         engine_url: str | None = None,
+        engine_headers: dict[str, str] | None = None,
         on_load: Callable[[str], None] | None = None,
         adapter_roots: Sequence[Path] = (),
         limits: AdapterLimits | None = None,
@@ -65,6 +66,7 @@ class AdapterRegistry:
         self.base_model = base_model
         self.max_rank = max_rank
         self.engine_url = engine_url
+        self.engine_headers = engine_headers or {}  # the engine's API key
         self.loaded: set[str] = set()
         # Registered versions a fresh engine does not have yet: 503 until load_all reaches them.
         self.reloading: set[str] = set()
@@ -294,7 +296,12 @@ class AdapterRegistry:
         self.loaded.add(engine_name)
 
     async def _load(self, engine_name: str, path: Path) -> None:
-        async with self._engine_lock, httpx.AsyncClient(base_url=self.engine_url, timeout=120) as c:
+        async with (
+            self._engine_lock,
+            httpx.AsyncClient(
+                base_url=self.engine_url, timeout=120, headers=self.engine_headers
+            ) as c,
+        ):
             try:
                 resp = await c.post(
                     "/v1/load_lora_adapter", json={"lora_name": engine_name, "lora_path": str(path)}
@@ -317,7 +324,12 @@ class AdapterRegistry:
         self.loaded.discard(engine_name)
         if not self.engine_url:
             return
-        async with self._engine_lock, httpx.AsyncClient(base_url=self.engine_url, timeout=60) as c:
+        async with (
+            self._engine_lock,
+            httpx.AsyncClient(
+                base_url=self.engine_url, timeout=60, headers=self.engine_headers
+            ) as c,
+        ):
             try:
                 await c.post("/v1/unload_lora_adapter", json={"lora_name": engine_name})
             except httpx.HTTPError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from serve.config import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_LORA_RANK,
     DEFAULT_MAX_MESSAGES,
+    ENGINE_KEY_ENV,
     TRAIN_LIMITS,
     VLLM_LORA_RANKS,
     Settings,
@@ -52,6 +54,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         port=args.port,
         data_dir=args.data_dir,
         engine_url=args.engine_url,
+        engine_api_key=args.engine_api_key,
         engine_port=args.engine_port,
         dtype=args.dtype,
         max_model_len=args.max_model_len,
@@ -208,6 +211,13 @@ def make_parser() -> argparse.ArgumentParser:
         "--engine-url", help="use an already running vLLM server (GPU box, cluster) instead"
     )
     up.add_argument("--engine-port", type=int, default=0, help="supervised engine port (0: free)")
+    up.add_argument(
+        "--engine-api-key",
+        default=os.environ.get(ENGINE_KEY_ENV) or None,
+        metavar="KEY",
+        help="the engine's API key: for --engine-url, the key it was started with; the "
+        "supervised engine gets a random one unless given (default: $" + ENGINE_KEY_ENV + ")",
+    )
     up.add_argument(
         "--dtype", default="auto", help="engine dtype; auto = bfloat16 where the hardware has it"
     )

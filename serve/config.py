@@ -17,6 +17,7 @@ DEFAULT_MAX_MESSAGES = 2_000  # messages in one chat completion request
 
 
 DB_NAME = "flywheel.db"
+ENGINE_KEY_ENV = "FLYWHEEL_ENGINE_API_KEY"
 TRAIN_LIMITS = {"epochs": 20, "max_steps": 10_000, "batch_size": 64, "max_length": 4096,
                 "threads": os.cpu_count() or 1}  # fmt: skip
 """The largest values an HTTP training job may ask for (`flywheel up --train-limit K=V` raises
@@ -53,6 +54,11 @@ class Settings:
     port: int = 8000
     data_dir: Path = field(default_factory=default_data_dir)
     engine_url: str | None = None  # an external vLLM: no supervisor then
+    # The engine's API key. Supervised: a random one unless given; external: the key it was
+    # started with (`vllm serve --api-key`), if any. From $FLYWHEEL_ENGINE_API_KEY by default.
+    engine_api_key: str | None = field(
+        default_factory=lambda: os.environ.get(ENGINE_KEY_ENV) or None
+    )
     engine_port: int = 0  # 0: pick a free port
     dtype: str = "auto"  # auto: bfloat16 where the hardware has it, else float32
     max_model_len: int = 2048

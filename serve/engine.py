@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -110,8 +111,10 @@ def engine_command(settings: Settings, port: int, dtype: str | None = None) -> l
     ]  # fmt: skip
 
 
-def engine_env() -> dict[str, str]:
+def engine_env(api_key: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    if api_key:  # vLLM then refuses every /v1 request without it (not on the command line:
+        env["VLLM_API_KEY"] = api_key  # /proc/<pid>/cmdline is readable by every user)
     env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # hot-loading adapters needs it
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; enough for the default model
     # vLLM keeps one core for itself by default; on 2 cores computing on both is +25-30 %.
@@ -135,6 +138,11 @@ class Engine:
         self.port = settings.engine_port or free_port()
         self.url = (settings.engine_url or f"http://127.0.0.1:{self.port}").rstrip("/")
         self.state = "external" if self.external else "stopped"
+        # Only the gateway may call a supervised engine: its port is open to every local
+        # process, and its /v1/load_lora_adapter would skip every adapter check.
+        self.api_key = settings.engine_api_key or (
+            None if self.external else secrets.token_urlsafe(32)
+        )
         self.dtype = None if self.external else engine_dtype(settings)  # an external one's: unknown
         self.restarts = 0
         self.started_at: float | None = None
@@ -192,7 +200,7 @@ class Engine:
         with open(self.log_path, "ab") as log_file:
             self._proc = subprocess.Popen(
                 command,
-                env=engine_env(),
+                env=engine_env(self.api_key),
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -215,6 +223,7 @@ class Engine:
                 self._kill_group()
                 raise EngineFailed(f"the engine was not ready after {READY_TIMEOUT_S} s")
             await asyncio.sleep(0.5)
+        await self._check_identity()
         self.state = "ready"
         self.started_at = time.monotonic()
         log.info("engine ready at %s (pid %s)", self.url, self.pid)
@@ -261,6 +270,28 @@ class Engine:
             except EngineFailed as exc:
                 log.error("engine restart failed: %s", exc)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What every call to the engine's /v1 carries."""
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    async def _check_identity(self) -> None:
+        """The server on the port must be the engine just started: one that answers /v1
+        without the key (or refuses it with the key) is another process on the port."""
+        async with httpx.AsyncClient(base_url=self.url, timeout=30) as client:
+            without = await client.get("/v1/models")
+            with_key = await client.get("/v1/models", headers=self.headers)
+        served = with_key.status_code == 200 and self.settings.served_model_name in with_key.text
+        if without.status_code != 401 or not served:
+            self._kill_group()
+            self.state = "failed"
+            raise EngineFailed(
+                f"the server on {self.url} is not the engine flywheel started (without the "
+                f"engine's key it answered {without.status_code}, with it "
+                f"{with_key.status_code}): another process holds the port; stop it, or pass "
+                "--engine-port"
+            )
 
     def log_tail(self, lines: int = 20) -> str:
         try:

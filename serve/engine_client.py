@@ -22,8 +22,9 @@ class EngineUnreachable(Exception):
 
 
 class EngineClient:
-    def __init__(self, base_url: str):
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None):
         self.base_url = base_url.rstrip("/")
+        self.headers = headers or {}  # the engine's API key
         self._session: aiohttp.ClientSession | None = None
         self._reading: weakref.WeakSet[aiohttp.ClientResponse] = weakref.WeakSet()
 
@@ -39,6 +40,7 @@ class EngineClient:
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
             auto_decompress=False,
+            headers=self.headers,
         )
 
     async def close(self) -> None:

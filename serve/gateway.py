@@ -68,6 +68,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         base_model=settings.model,
         max_rank=settings.max_lora_rank,
         engine_url=engine.url,
+        engine_headers=engine.headers,
         on_load=lambda result: metrics.adapter_loads.labels(result).inc(),
         adapter_roots=settings.adapter_roots,
         limits=AdapterLimits(settings.max_adapter_bytes, settings.max_adapter_files),
@@ -79,7 +80,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         on_dropped=metrics.exchanges_dropped.inc,
     )
     metrics.watch_queue(exchange_log.queue.qsize)
-    engine_client = EngineClient(engine.url)
+    engine_client = EngineClient(engine.url, engine.headers)
     return Services(
         settings,
         store,
@@ -90,7 +91,14 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         metrics,
         Arena(store),
         GroupCommit(store),
-        JobRunner(store, registry, settings.data_dir, settings.model, settings.train_limits),
+        JobRunner(
+            store,
+            registry,
+            settings.data_dir,
+            settings.model,
+            settings.train_limits,
+            engine_api_key=engine.api_key,
+        ),
     )
 
 

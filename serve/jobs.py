@@ -27,7 +27,7 @@ from typing import Any
 
 from feedback import Store
 from serve.adapters import AdapterRegistry
-from serve.config import TRAIN_LIMITS
+from serve.config import ENGINE_KEY_ENV, TRAIN_LIMITS
 from serve.engine import die_with_parent
 from serve.errors import BadRequest, Conflict, NotFound
 
@@ -76,12 +76,14 @@ class JobRunner:
         data_dir: Path,
         model: str,
         limits: dict[str, float] | None = None,
+        engine_api_key: str | None = None,
     ):
         self.store = store
         self.registry = registry
         self.data_dir = data_dir
         self.model = model
         self.limits = dict(TRAIN_LIMITS if limits is None else limits)
+        self.engine_api_key = engine_api_key  # best-of-n samples from the engine
         self.jobs: dict[int, RunningJob] = {}  # started and not yet finished by the watcher
         self._watcher: asyncio.Task | None = None
         self._one_at_a_time = threading.Lock()  # submit runs in a thread pool: check-then-act
@@ -166,8 +168,11 @@ class JobRunner:
             command += ["--synthetic-pairs", str(synthetic_pairs)]
         if samples is not None:
             command += ["--samples", str(samples)]
-        if self.registry.engine_url:  # best-of-n samples from the engine itself, no key needed
+        if self.registry.engine_url:  # best-of-n samples from the engine itself
             command += ["--engine-url", self.registry.engine_url]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.engine_api_key:  # in the environment: a command line is readable by all
+            env[ENGINE_KEY_ENV] = self.engine_api_key
         if base:
             command += ["--base", base]
         with open(log_path, "ab") as log_file:
@@ -178,7 +183,7 @@ class JobRunner:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group: cancel stops its children too
                 preexec_fn=die_with_parent,  # a `kill -9` of the gateway takes the job along
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env=env,
             )
         self.store.update_job(job_id, log_path=str(log_path), pgid=process.pid)
         self.jobs[job_id] = RunningJob(job_id, process)

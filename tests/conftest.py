@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serve.config import ENGINE_KEY_ENV
 from serve.engine import free_port
 from tests.polling import pid_alive
 
@@ -32,6 +34,7 @@ class Stack:
     data_dir: Path
     process: subprocess.Popen
     log_path: Path
+    engine_key: str | None = None  # what the engine's /v1 wants (the gateway sends it)
 
     @property
     def api(self) -> str:
@@ -60,9 +63,12 @@ def _wait_ready(stack: Stack) -> None:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Stack:
     """`flywheel up` as a user runs it: real vLLM engine, default model, gateway and UI."""
+    # The engine's key: the tests that call the engine itself must know it (dev loop: set
+    # FLYWHEEL_ENGINE_API_KEY where the reused stack was started, and here).
+    engine_key = os.environ.get(ENGINE_KEY_ENV) or secrets.token_urlsafe(32)
     if os.environ.get("FLYWHEEL_TEST_STACK"):  # dev loop: reuse a running `flywheel up`
         url, data_dir = os.environ["FLYWHEEL_TEST_STACK"].split(",")
-        yield Stack(url, Path(data_dir), None, Path(data_dir) / "logs" / "engine.log")
+        yield Stack(url, Path(data_dir), None, Path(data_dir) / "logs" / "engine.log", engine_key)
         return
     data_dir = tmp_path_factory.mktemp("stack")
     port = free_port()
@@ -82,8 +88,9 @@ def stack(tmp_path_factory) -> Stack:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, ENGINE_KEY_ENV: engine_key},
         )
-    stack = Stack(f"http://127.0.0.1:{port}", data_dir, process, log_path)
+    stack = Stack(f"http://127.0.0.1:{port}", data_dir, process, log_path, engine_key)
     try:
         _wait_ready(stack)
         engine_pid = httpx.get(f"{stack.url}/health").json()["engine"]["pid"]

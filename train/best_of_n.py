@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,14 @@ async def _sample(
         resp.raise_for_status()
         return Candidates(prompt, [c["message"]["content"] or "" for c in resp.json()["choices"]])
 
-    async with httpx.AsyncClient(timeout=600) as client:
+    async with httpx.AsyncClient(timeout=600, headers=engine_headers()) as client:
         return list(await asyncio.gather(*(one(client, p) for p in prompts)))
+
+
+def engine_headers() -> dict[str, str]:
+    """The engine's API key, which the gateway hands its job in $FLYWHEEL_ENGINE_API_KEY."""
+    key = os.environ.get("FLYWHEEL_ENGINE_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 def synthetic_pairs(

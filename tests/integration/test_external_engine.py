@@ -26,15 +26,17 @@ def health(url: str) -> dict | None:
 
 
 @contextlib.contextmanager
-def gateway_in_front(engine_url: str, data_dir, *flags: str) -> Iterator[str]:
+def gateway_in_front(stack, data_dir, *flags: str) -> Iterator[str]:
     """A second gateway (no UI) on the session's engine, with its own flags; its URL."""
+    engine_url = httpx.get(f"{stack.url}/health").json()["engine"]["url"]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir / "up.log", "wb") as log:
         gateway = subprocess.Popen(
             [sys.executable, "-m", "serve.cli", "up", "--no-ui", "--port", str(port),
-             "--engine-url", engine_url, "--data-dir", str(data_dir), *flags],
+             "--engine-url", engine_url, "--engine-api-key", stack.engine_key,
+             "--data-dir", str(data_dir), *flags],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     try:
@@ -47,7 +49,7 @@ def gateway_in_front(engine_url: str, data_dir, *flags: str) -> Iterator[str]:
 
 def test_gateway_serves_an_external_engine_and_leaves_it_running(stack, tmp_path):
     engine = httpx.get(f"{stack.url}/health").json()["engine"]
-    with gateway_in_front(engine["url"], tmp_path / "data") as url:
+    with gateway_in_front(stack, tmp_path / "data") as url:
         state = health(url)["engine"]
         assert (state["state"], state["supervised"], state["pid"]) == ("external", False, None)
         assert state["dtype"] is None  # not ours to know
@@ -60,9 +62,8 @@ def test_gateway_serves_an_external_engine_and_leaves_it_running(stack, tmp_path
 
 def test_the_max_tokens_cap_holds_for_a_request_that_names_no_limit(stack, tmp_path):
     """Hardening 5: without `max_tokens` the engine would answer up to the whole context."""
-    engine = httpx.get(f"{stack.url}/health").json()["engine"]
     essay = [{"role": "user", "content": "Write a long essay about the history of paper."}]
-    with gateway_in_front(engine["url"], tmp_path / "data", "--max-tokens-cap", "8") as url:
+    with gateway_in_front(stack, tmp_path / "data", "--max-tokens-cap", "8") as url:
         plain = httpx.post(
             f"{url}/v1/chat/completions", json={"model": "base", "messages": essay}, timeout=60
         ).json()
@@ -83,3 +84,15 @@ def test_the_max_tokens_cap_holds_for_a_request_that_names_no_limit(stack, tmp_p
         asked = {"messages": essay, "max_tokens": 64}
         refused = httpx.post(f"{url}/v1/arena/battles", json=asked, timeout=60)
         assert refused.status_code == 400 and refused.json()["error"]["param"] == "max_tokens"
+
+
+def test_the_engine_answers_only_the_gateway(stack):
+    """Hardening 12: the supervised engine's port was open to every local process, without a
+    key: anyone on the machine could load an adapter past every check."""
+    engine_url = httpx.get(f"{stack.url}/health").json()["engine"]["url"]
+    lora = {"lora_name": "sneaked", "lora_path": "/tmp"}
+    assert httpx.post(f"{engine_url}/v1/load_lora_adapter", json=lora).status_code == 401
+    assert httpx.get(f"{engine_url}/v1/models").status_code == 401
+    keyed = {"Authorization": f"Bearer {stack.engine_key}"}
+    assert httpx.get(f"{engine_url}/v1/models", headers=keyed).status_code == 200
+    assert httpx.get(f"{stack.url}/v1/models").status_code == 200  # the gateway holds the key

@@ -107,6 +107,9 @@ def test_the_supervisor_tells_the_registry_before_restarting(tmp_path, monkeypat
         def poll(self) -> int:
             return 1
 
+        def wait(self, timeout: float | None = None) -> int:
+            return 1
+
     async def respawn() -> None:
         events.append("spawn")
         engine._stopping = True  # one restart is enough

@@ -21,12 +21,17 @@ from serve.engine import Engine, free_port
 from serve.engine_client import EngineClient
 
 STAND_IN = """
-import sys, time
+import os, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+KEY = os.environ.get("VLLM_API_KEY")  # as vLLM: /v1 wants it, /health does not
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
-        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+        keyed = self.headers.get("Authorization") == f"Bearer {KEY}"
+        if self.path.startswith("/v1") and KEY and not keyed and not NAIVE:
+            self.send_response(401); self.end_headers(); return
+        self.send_response(200); self.end_headers(); self.wfile.write(b'{"data": [{"id": "m"}]}')
 
     def do_POST(self):  # a stream that starts, then never sends another byte
         self.send_response(200)
@@ -37,6 +42,7 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+NAIVE = len(sys.argv) > 2  # a squatter: answers everything, key or not
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 """
 
@@ -87,5 +93,26 @@ def test_a_hung_engine_is_restarted_and_its_requests_ended(tmp_path, monkeypatch
 
     try:
         asyncio.run(asyncio.wait_for(scenario(), 90))
+    finally:
+        engine.stop_now()
+
+
+def test_another_server_on_the_engines_port_is_not_taken_for_the_engine(tmp_path, monkeypatch):
+    """Hardening 12: whatever answered /health on the engine's port was taken for the engine.
+    The stand-in answers everything, key or not: vLLM started with the key refuses /v1
+    without it."""
+    import pytest
+
+    from serve.engine import EngineFailed
+
+    monkeypatch.setattr(
+        engine_module, "engine_command", lambda s, port, dtype=None: [sys.executable, "-c",
+                                                                       STAND_IN, str(port), "naive"]
+    )  # fmt: skip
+    engine = Engine(Settings("m", "m", data_dir=tmp_path, engine_port=free_port()))
+    assert engine.api_key and engine.headers == {"Authorization": f"Bearer {engine.api_key}"}
+    try:
+        with pytest.raises(EngineFailed, match="not the engine flywheel started"):
+            asyncio.run(engine.start())
     finally:
         engine.stop_now()

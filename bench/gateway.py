@@ -9,12 +9,18 @@ latency from generation noise: `--probes` sequential one-token requests, alterna
 streamed (time to first token) and whole (time to the answer).
 
     python -m bench.gateway [--levels 1 16 64] [--rounds 3] [--tokens 128] [--probes 100]
+    python -m bench.gateway --under-writes     # the probes quiet, then beside writes
+
+`--under-writes` measures what the store's writes cost the gateway's event loop: the probes'
+added time to first token, quiet and then while 4 clients post ratings without pause and an
+import of `--import-rows` DPO rows (one transaction holding the store's lock) runs, in one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import time
 
@@ -117,11 +123,55 @@ async def whole_latency(stack, model: str, probes: int) -> dict:
     }
 
 
+def import_file(rows: int) -> bytes:
+    """JSON Lines DPO rows, each its own conversation (an import stores every one)."""
+    lines = [
+        json.dumps({"prompt": [{"role": "user", "content": f"Question {i}: {'why ' * 40}?"}],
+                    "chosen": [{"role": "assistant", "content": f"Because {i}. " * 20}],
+                    "rejected": [{"role": "assistant", "content": f"No {i}. " * 20}]})
+        for i in range(rows)
+    ]  # fmt: skip
+    return ("\n".join(lines) + "\n").encode()
+
+
+async def under_writes(stack, model: str, probes: int, rows: int) -> dict:
+    """The probes' added TTFT quiet, then beside a stream of ratings and one big import."""
+    quiet = await probe_latency(stack, model, probes)
+    async with httpx.AsyncClient(base_url=stack.url, timeout=600) as client:
+        body = {"model": model, "messages": PROMPT, "max_tokens": 1}
+        answer = (await client.post("/v1/chat/completions", json=body)).json()
+        done, ratings = asyncio.Event(), [0]
+
+        async def rate() -> None:
+            while not done.is_set():
+                vote = {"completion_id": answer["id"], "value": 1, "rater": "bench"}
+                if (await client.post("/v1/feedback/ratings", json=vote)).status_code == 201:
+                    ratings[0] += 1
+
+        async def load() -> float:
+            started = time.perf_counter()
+            resp = await client.post("/v1/feedback/import", params={"format": "dpo"},
+                                     content=import_file(rows))  # fmt: skip
+            resp.raise_for_status()
+            return time.perf_counter() - started
+
+        raters = [asyncio.create_task(rate()) for _ in range(4)]
+        importing = asyncio.create_task(load())
+        busy = await probe_latency(stack, model, probes)
+        import_s = await importing
+        done.set()
+        await asyncio.gather(*raters)
+    return {"quiet": quiet, "busy": busy, "ratings": ratings[0], "import_rows": rows,
+            "import_s": import_s}  # fmt: skip
+
+
 async def main_async(args) -> tuple[dict, list[dict]]:
     with running_stack() as stack:
         models = httpx.get(f"{stack.engine_url}/v1/models", headers=stack.engine_headers).json()
         model = models["data"][0]["id"]
         probe = await probe_latency(stack, model, args.probes)
+        if args.under_writes:
+            return await under_writes(stack, model, args.probes, args.import_rows), []
         probe["whole"] = await whole_latency(stack, model, args.probes)
         print(f"  probes: {probe}", flush=True)
         levels = [await bench_level(stack, model, c, args.rounds, args.tokens) for c in args.levels]
@@ -134,8 +184,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per side and level")
     parser.add_argument("--tokens", type=int, default=128, help="tokens per answer")
     parser.add_argument("--probes", type=int, default=100, help="1-token requests per side")
+    parser.add_argument(
+        "--under-writes", action="store_true",
+        help="only the probes: quiet, then beside ratings and an import",
+    )  # fmt: skip
+    parser.add_argument("--import-rows", type=int, default=50_000, help="rows of that import")
     args = parser.parse_args()
     probe, rows = asyncio.run(main_async(args))
+    if args.under_writes:
+        report_under_writes(probe)
+        return
     print(f"\nadded time to first token, {probe['probes']} sequential 1-token requests per side: "
           f"p50 {probe['added_p50_ms']:+.2f} ms, p99 {probe['added_p99_ms']:+.2f} ms "
           f"(direct p50 {probe['direct_p50_ms']:.1f} ms)")  # fmt: skip
@@ -150,6 +208,17 @@ def main() -> None:
         print(f"| {r['concurrency']} | {r['ratio_min']:.3f} / {r['ratio_median']:.3f} "
               f"| {r['added_ttft_p50_ms']:+.1f} ms | {r['added_ttft_p99_ms']:+.1f} ms "
               f"| {r['direct_ttft_p50_ms']:.0f} ms |")  # fmt: skip
+
+
+def report_under_writes(result: dict) -> None:
+    quiet, busy = result["quiet"], result["busy"]
+    print(f"\nbeside the writes: {result['ratings']} ratings acknowledged, an import of "
+          f"{result['import_rows']} rows in {result['import_s']:.1f} s")  # fmt: skip
+    print("\n| probes (sequential 1-token streams) | added TTFT p50 | added TTFT p99 | "
+          "direct TTFT p50 |\n|---|---|---|---|")  # fmt: skip
+    for name, r in (("quiet", quiet), ("beside ratings and an import", busy)):
+        print(f"| {name} | {r['added_p50_ms']:+.1f} ms | {r['added_p99_ms']:+.1f} ms "
+              f"| {r['direct_p50_ms']:.1f} ms |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -35,11 +35,18 @@ class DpoParams(TrainParams):
             "measured on 64 judgements: 1e-4 barely moves a preference, 1e-3 does in one round"
         },
     )
-    max_length: int = field(
-        default=96,
+    epochs: float = field(
+        default=2,
         metadata={
-            "help": "tokens per prompt+answer (0: whole answers); 96 keeps the prompt and "
-            "an answer's first ~60 tokens, where a style shows, at half an epoch's cost"
+            "help": "passes over the pairs; on whole answers 2 learned as much as 3 in two "
+            "thirds of the time (docs/benchmarks.md, the held-out protocol)"
+        },
+    )
+    max_length: int = field(
+        default=0,
+        metadata={
+            "help": "tokens per prompt+answer; 0: whole answers, sized to the longest pair, so "
+            "the model sees where each answer ends (a 96-token cut left answers looping)"
         },
     )
     beta: float = field(default=0.1, metadata={"help": "DPO temperature: how far from the base"})

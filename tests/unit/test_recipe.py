@@ -32,7 +32,8 @@ def test_continuing_an_adapter_halves_dpos_rate_unless_it_was_given():
     assert continued.learning_rate == params.learning_rate / 2
     assert "continuing an adapter" in notes[0]
     fresh, notes = recipe.choose("dpo", params, set(), ROWS, False, words)
-    assert fresh.learning_rate == params.learning_rate and notes == []
+    assert fresh.learning_rate == params.learning_rate
+    assert [n for n in notes if "learning rate" in n] == []
     given, _ = recipe.choose(
         "dpo", DpoParams(learning_rate=3e-4), {"learning_rate"}, ROWS, True, words
     )
@@ -66,7 +67,8 @@ def test_the_recipe_leaves_what_a_config_file_or_flag_set(tmp_path):
 def test_an_empty_job_request_gets_the_loops_measured_recipe():
     """`POST /v1/train/jobs {"method": "dpo"}` and a loop round both send no parameter."""
     params = load_params("dpo")
-    assert (params.learning_rate, params.sft_weight, params.epochs) == (1e-3, 1.0, 3)
+    assert (params.learning_rate, params.sft_weight, params.epochs) == (1e-3, 1.0, 2)
+    assert params.max_length == 0  # whole answers, sized by the recipe to the longest pair
     assert load_params("reward").epochs == 1
     assert "sft_weight=1" in recipe.summary("dpo") and "x0.5" in recipe.summary("dpo")
 

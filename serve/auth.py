@@ -13,6 +13,7 @@ While no key exists, every route (the UI and its websockets included) answers on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -27,6 +28,7 @@ from feedback.api_keys import ApiKeys
 from serve.errors import error_body
 
 CACHE_SECONDS = 5.0  # how long a verified key or "no keys yet" is trusted; bounds revocation delay
+STALE_AFTER_S = 0.2  # a lookup slower than this (the store is busy) leaves the last answer in use
 
 # What each refusal says: the problem, then the fix.
 NO_KEYS = (
@@ -146,6 +148,7 @@ class ApiKeyAuth:
         self.local_mode = local_mode  # False: without keys every request is refused
         self._verified: dict[str, tuple[float, dict | None]] = {}  # sha256(secret) -> row
         self._any_keys: tuple[float, bool] = (-math.inf, False)
+        self._lookups: dict[str, asyncio.Future] = {}  # lookups running in worker threads
         self._buckets: dict[int, Bucket] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -197,20 +200,43 @@ class ApiKeyAuth:
 
     async def _refresh(self, scope: Scope) -> None:
         """Look up in the database, in a worker thread, what the caches lack: the store's lock
-        may be held through a commit and its fsync (or a whole import), and the event loop
-        relays every stream's tokens: it must never wait for it."""
-        if time.monotonic() - self._any_keys[0] > CACHE_SECONDS:
-            exist = await asyncio.to_thread(self.keys.any_active)
-            self._any_keys = (time.monotonic(), exist)
+        may be held through a commit and its fsync, or a whole import (a minute), and the event
+        loop relays every stream's tokens: it must never wait for it. A stale answer is used
+        when its lookup takes longer than STALE_AFTER_S (it goes on in the background: a revoked
+        key then works until a running import ends); a first lookup is always waited for."""
+        now = time.monotonic()
+        if now - self._any_keys[0] > CACHE_SECONDS:
+            lookup = self._lookup("any", self._set_any_keys, self.keys.any_active)
+            await _within(lookup, None if self._any_keys[0] == -math.inf else STALE_AFTER_S)
         secret = _bearer_secret(scope)
         if secret and self._any_keys[1]:
             digest = _digest(secret)
             cached = self._verified.get(digest)
-            if not cached or time.monotonic() - cached[0] >= CACHE_SECONDS:
-                row = await asyncio.to_thread(self.keys.verify, secret)
-                if len(self._verified) > 10_000:  # bounded: random wrong keys cannot grow it
-                    self._verified.clear()
-                self._verified[digest] = (time.monotonic(), row)
+            if not cached or now - cached[0] >= CACHE_SECONDS:
+                lookup = self._lookup(
+                    digest, lambda row: self._set_verified(digest, row), self.keys.verify, secret
+                )
+                await _within(lookup, STALE_AFTER_S if cached else None)
+
+    def _lookup(self, name: str, store_it, query, *args) -> asyncio.Future:
+        """One lookup of `name` at a time, in a worker thread; its result is cached on arrival."""
+        running = self._lookups.get(name)
+        if running is None or running.done():
+
+            async def run() -> None:
+                store_it(await asyncio.to_thread(query, *args))
+
+            running = self._lookups[name] = asyncio.ensure_future(run())
+            running.add_done_callback(lambda _: self._lookups.pop(name, None))
+        return asyncio.shield(running)
+
+    def _set_any_keys(self, exist: bool) -> None:
+        self._any_keys = (time.monotonic(), exist)
+
+    def _set_verified(self, digest: str, row: dict[str, Any] | None) -> None:
+        if len(self._verified) > 10_000:  # bounded: random wrong keys cannot grow it for ever
+            self._verified.clear()
+        self._verified[digest] = (time.monotonic(), row)
 
     def _keys_exist(self) -> bool:
         return self._any_keys[1]
@@ -220,6 +246,12 @@ class ApiKeyAuth:
         secret), for CACHE_SECONDS."""
         cached = self._verified.get(_digest(secret))
         return cached[1] if cached else None
+
+
+async def _within(lookup: asyncio.Future, seconds: float | None) -> None:
+    """Wait for a lookup, at most `seconds` (None: as long as it takes)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(lookup, seconds)
 
 
 def _bearer_secret(scope: Scope) -> str | None:

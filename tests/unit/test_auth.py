@@ -341,3 +341,30 @@ def test_a_key_lookup_never_holds_up_the_event_loop(keys):
             return waited
 
     assert asyncio.run(scenario()) < 0.5
+
+
+def test_a_request_is_not_held_by_a_long_import_when_its_key_was_seen(keys, monkeypatch):
+    """Hardening 11: once the 5 s cache expired, the next request waited for the store's lock,
+    which an import holds for its whole transaction (a probe waited over 60 s)."""
+    import threading
+    import time
+
+    _, secret = keys.create("ci", "user")
+    locked, release = threading.Event(), threading.Event()
+
+    def import_running() -> None:
+        with keys.store._lock:
+            locked.set()
+            release.wait(10)
+
+    with tiny_app(keys) as client:  # one event loop for every request, as a server has
+        assert client.get("/v1/models", headers=bearer(secret)).status_code == 200  # seen
+        monkeypatch.setattr("serve.auth.CACHE_SECONDS", 0)  # every answer is stale now
+        threading.Thread(target=import_running).start()
+        locked.wait(5)
+        try:
+            started = time.monotonic()
+            assert client.get("/v1/models", headers=bearer(secret)).status_code == 200
+            assert time.monotonic() - started < 2
+        finally:
+            release.set()

@@ -2,7 +2,10 @@
 
 All or nothing: every row is checked first and any problem rejects the whole file, naming the
 first `MAX_ERRORS` problems by row (1-based; in JSON Lines, the line number). A valid file is
-stored in one transaction, as if people had judged it:
+then stored as if people had judged it, `WRITE_BATCH` rows per transaction: one transaction
+for a whole file held the store's lock for minutes, and every rating and logged answer waited
+behind it. A crash midway leaves the batches already committed; importing the file again
+completes it (nothing is added twice):
 
 - each (prompt, answer) becomes an exchange `import-<sha256 prefix>` with model `import`;
 - a `dpo`/`reward` row becomes a comparison (chosen as a, winner a, source `import`);
@@ -30,6 +33,7 @@ from feedback.training_rows import ROLES, Messages, canonical_messages, message_
 MAX_ERRORS = 20
 IMPORT_MODEL = "import"
 DEFAULT_RATER = "import"
+WRITE_BATCH = 500
 
 
 class ImportRejected(FeedbackError):
@@ -262,51 +266,58 @@ def import_rows(
             report.exchanges += 1
         return eid
 
-    with store.transaction() as db:
-        for item in parsed:
-            if fmt in ("dpo", "reward"):
-                prompt, chosen, rejected = item
-                a, b = exchange(db, prompt, chosen), exchange(db, prompt, rejected)
-                if db.execute(
-                    "select 1 from comparisons where exchange_a = ? and exchange_b = ? "
-                    "and winner = 'a' and source = 'import' and rater is ?",
-                    [a, b, rater],
-                ).fetchone():
-                    report.duplicates += 1
-                    continue
-                db["comparisons"].insert(
-                    {
-                        "prompt": json.dumps(prompt),
-                        "exchange_a": a,
-                        "exchange_b": b,
-                        "winner": "a",
-                        "rater": rater,
-                        "source": "import",
-                        "created_at": created,
-                    }
-                )
-                report.comparisons += 1
-            else:
-                prompt, text, value = item
-                eid = exchange(db, prompt, text)
-                if db.execute(
-                    "select 1 from ratings where exchange_id = ? and value = ? and rater is ?",
-                    [eid, value, rater],
-                ).fetchone():
-                    report.duplicates += 1
-                    continue
-                db["ratings"].insert(
-                    {
-                        "exchange_id": eid,
-                        "value": value,
-                        "reasons": "[]",
-                        "comment": None,
-                        "rater": rater,
-                        "created_at": created,
-                    }
-                )
-                report.ratings += 1
+    for start in range(0, len(parsed), WRITE_BATCH):
+        with store.transaction() as db:  # one batch at a time: other writers get turns
+            for item in parsed[start : start + WRITE_BATCH]:
+                _store_row(db, fmt, item, rater, created, exchange, report)
     return report
+
+
+def _store_row(db, fmt: str, item, rater: str, created: str, exchange, report) -> None:
+    """One checked row: its answers as exchanges, then its comparison or its rating (a row
+    already imported by the same rater is counted as a duplicate)."""
+    if fmt in ("dpo", "reward"):
+        prompt, chosen, rejected = item
+        a, b = exchange(db, prompt, chosen), exchange(db, prompt, rejected)
+        if db.execute(
+            "select 1 from comparisons where exchange_a = ? and exchange_b = ? "
+            "and winner = 'a' and source = 'import' and rater is ?",
+            [a, b, rater],
+        ).fetchone():
+            report.duplicates += 1
+            return
+        db["comparisons"].insert(
+            {
+                "prompt": json.dumps(prompt),
+                "exchange_a": a,
+                "exchange_b": b,
+                "winner": "a",
+                "rater": rater,
+                "source": "import",
+                "created_at": created,
+            }
+        )
+        report.comparisons += 1
+        return
+    prompt, text, value = item
+    eid = exchange(db, prompt, text)
+    if db.execute(
+        "select 1 from ratings where exchange_id = ? and value = ? and rater is ?",
+        [eid, value, rater],
+    ).fetchone():
+        report.duplicates += 1
+        return
+    db["ratings"].insert(
+        {
+            "exchange_id": eid,
+            "value": value,
+            "reasons": "[]",
+            "comment": None,
+            "rater": rater,
+            "created_at": created,
+        }
+    )
+    report.ratings += 1
 
 
 def import_bytes(

@@ -235,3 +235,10 @@ def m009_job_process(db: Database) -> None:
 def m010_tool_calls(db: Database) -> None:
     """An answer's tool calls, which the exchange log dropped (hardening #19)."""
     db["exchanges"].add_column("tool_calls", str)
+
+
+@migrations()
+def m011_comparison_pairs(db: Database) -> None:
+    """Comparisons looked up by their two answers (an import checks each row against them):
+    without it a 50,000-row import scanned the table once per row."""
+    db["comparisons"].create_index(["exchange_a", "exchange_b"])

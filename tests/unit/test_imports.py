@@ -176,3 +176,20 @@ def test_a_parquet_file_in_another_format_is_rejected_by_row():
     error = rejected(Store(None), "dpo", parquet_bytes(sft))
     assert error.errors[0].startswith("row 1: missing column `prompt`, `chosen`, `rejected`")
     assert "look like sft" in error.errors[0]
+
+
+def test_a_big_import_is_written_in_batches_other_writers_can_come_between(monkeypatch):
+    """Hardening 11: a whole file in one transaction held the store's lock for minutes (50,000
+    rows: 283 s), and every rating and logged answer waited behind it."""
+    import feedback.imports as imports
+
+    monkeypatch.setattr(imports, "WRITE_BATCH", 100)
+    store = Store(None)
+    transactions = []
+    real = store.transaction
+    monkeypatch.setattr(store, "transaction", lambda: transactions.append(1) or real())
+    rows = [{**PAIR, "chosen": [{"role": "assistant", "content": f"answer {i}"}]}
+            for i in range(1050)]  # fmt: skip
+    report = import_bytes(store, "dpo", jsonl(*rows))
+    assert report.comparisons == 1050 and len(transactions) == 11
+    assert import_bytes(store, "dpo", jsonl(*rows)).comparisons == 0  # a rerun completes it

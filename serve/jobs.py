@@ -56,9 +56,17 @@ def stop_orphan(pgid: int, job_id: int) -> bool:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, sig)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in members):
+        while time.monotonic() < deadline and any(_running(p) for p in members):
             time.sleep(0.1)
     return True
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited process its parent has not reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 @dataclass

@@ -69,6 +69,7 @@ GATEWAY_OWNED_FLAGS = {
     "--served-model-name": "--served-model-name",
     "--model": "--model",
     "--port": "--engine-port",
+    "--api-key": "--engine-api-key",
 }
 """vLLM flags whose value the gateway keeps a copy of (adapter checks, the token cap, routing):
 set through `--engine-arg`, the engine and the gateway would disagree. Each has its own flag."""

@@ -28,7 +28,6 @@ from typing import Any
 from feedback import Store
 from serve.adapters import AdapterRegistry
 from serve.config import ENGINE_KEY_ENV, TRAIN_LIMITS
-from serve.engine import die_with_parent
 from serve.errors import BadRequest, Conflict, NotFound
 
 log = logging.getLogger("flywheel.jobs")
@@ -101,9 +100,10 @@ class JobRunner:
         self._watcher = asyncio.create_task(self._watch())
 
     def _fail_orphans(self) -> None:
-        """Jobs left `running` by a gateway that died. The child dies with its gateway
-        (PR_SET_PDEATHSIG), but one that outlived it (or its workers) is stopped here, so a new
-        job never trains beside it; it is recognised by its job id on its command line."""
+        """Jobs left `running` by a gateway that died. The child stops itself when its gateway
+        dies (train/cli.py `stop_with_gateway`), but one that outlived it (or its workers) is
+        stopped here, so a new job never trains beside it; it is recognised by its job id on
+        its command line."""
         rows = self.store.query("select id, pgid from jobs where status in ('queued', 'running')")
         for row in rows:
             stopped = row["pgid"] and stop_orphan(row["pgid"], row["id"])
@@ -178,7 +178,8 @@ class JobRunner:
             command += ["--samples", str(samples)]
         if self.registry.engine_url:  # best-of-n samples from the engine itself
             command += ["--engine-url", self.registry.engine_url]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # the job ends with this gateway, even a `kill -9` of it (train/cli.py stop_with_gateway)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLYWHEEL_GATEWAY_PID": str(os.getpid())}
         if self.engine_api_key:  # in the environment: a command line is readable by all
             env[ENGINE_KEY_ENV] = self.engine_api_key
         if base:
@@ -190,7 +191,6 @@ class JobRunner:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group: cancel stops its children too
-                preexec_fn=die_with_parent,  # a `kill -9` of the gateway takes the job along
                 env=env,
             )
         self.store.update_job(job_id, log_path=str(log_path), pgid=process.pid)

@@ -12,10 +12,12 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,6 +270,28 @@ def _cancel_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+GATEWAY_PID_ENV = "FLYWHEEL_GATEWAY_PID"
+
+
+def stop_with_gateway() -> None:
+    """A job the gateway started ends when the gateway does, even by `kill -9`: a watcher
+    thread sees its parent change (it is re-parented) and cancels the job as a cancel would
+    (a rank under `accelerate launch` watches the launcher; a gateway restarted after a crash
+    stops whatever is left of the job's process group).
+    (Not PR_SET_PDEATHSIG: that follows the thread that started the child, and the gateway
+    starts jobs from a worker thread, which may end long before the job.)"""
+    if not os.environ.get(GATEWAY_PID_ENV):
+        return
+    parent = os.getppid()  # the gateway, or under `accelerate launch` the launcher
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="stop-with-gateway").start()
+
+
 def _save_samples(args, model_path: str, adapter: Path, eval_rows: list, train_rows: list) -> None:
     from train.evaluation import sample_side_by_side
 
@@ -416,6 +440,7 @@ def _train(
         store.append_job_metrics(job_id, step, total, _finite(metrics))
 
     _cancel_on_sigterm()
+    stop_with_gateway()
     try:
         metrics = _finite(
             method.train(

@@ -86,3 +86,37 @@ def test_a_training_process_left_by_a_dead_gateway_is_stopped(tmp_path):
         for process in (orphan, stranger):
             process.kill()
             process.wait()
+
+
+def test_a_job_stops_when_its_gateway_is_killed(tmp_path):
+    """Hardening 10: a `kill -9` of the gateway left its training child running. (The first
+    fix, PR_SET_PDEATHSIG, follows the thread that started the child: jobs are started from a
+    worker thread, and a job was cancelled when that thread ended.)"""
+    import os
+    import signal
+
+    child = (
+        "import time; from train.cli import stop_with_gateway, _cancel_on_sigterm\n"
+        "_cancel_on_sigterm(); stop_with_gateway()\n"
+        "try:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('cancelled')\n"
+    )
+    gateway = (  # stands for the gateway: starts the job, then is killed
+        "import os, subprocess, sys, time\n"
+        f"env = {{**os.environ, 'FLYWHEEL_GATEWAY_PID': str(os.getpid())}}\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {child!r}], env=env,\n"
+        f"                     stdout=open({str(tmp_path / 'out')!r}, 'w'))\n"
+        "print(p.pid, flush=True); time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", gateway], stdout=subprocess.PIPE, text=True)
+    job = int(parent.stdout.readline())
+    time.sleep(3)  # the job is running and watching
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (tmp_path / "out").read_text() != "cancelled\n":
+        time.sleep(0.2)
+    assert (tmp_path / "out").read_text() == "cancelled\n"
+    with pytest.raises(ProcessLookupError):
+        for _ in range(50):
+            os.kill(job, 0)
+            time.sleep(0.1)

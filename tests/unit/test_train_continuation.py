@@ -15,7 +15,9 @@ from train.ranks import Ranks
 def args_for(tmp_path, *argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)
-    return parser.parse_args(["--data-dir", str(tmp_path), "--eval-fraction", "0", *argv])
+    # a fixed length: whole answers would size it with the model's tokenizer, and `m` is none
+    argv = ["--data-dir", str(tmp_path), "--eval-fraction", "0", "--max-length", "96", *argv]
+    return parser.parse_args(argv)
 
 
 def compare(store: Store, question: str) -> None:

@@ -33,9 +33,10 @@ METHODS = [
 # Ticked, the fields start at the defaults of `flywheel train --help` (the learning rate
 # follows the method), and every value shown is sent: an empty number field reads as 0.
 DEFAULT_LR = {"dpo": 1e-3, "kto": 5e-4, "reward": 5e-4, "sft": 2e-4}
+DEFAULT_EPOCHS = {"dpo": 2, "kto": 3, "reward": 1, "sft": 3}
 PARAMS = (  # (request key, label, default, precision: 0 for whole numbers, -1 allowed)
     ("learning_rate", "Learning rate", DEFAULT_LR["dpo"], None, False),
-    ("epochs", "Epochs", 3, None, False),
+    ("epochs", "Epochs", DEFAULT_EPOCHS["dpo"], None, False),
     ("max_steps", "Max steps (-1: by epochs)", -1, 0, True),
     ("batch_size", "Batch size", 8, 0, False),
     ("lora_r", "LoRA rank", 16, 0, False),
@@ -420,9 +421,9 @@ def build_training_tab(access: Access) -> TrainingTab:
             return say(f"⚠ {error_text(exc)}", 3)
 
     def method_changed(method):
-        lr = DEFAULT_LR.get(method, 5e-4)
         return (
-            lr,
+            DEFAULT_LR.get(method, 5e-4),
+            DEFAULT_EPOCHS.get(method, 3),
             gr.update(visible=method == "dpo"),
             gr.update(placeholder=f"default {method}-jobN"),
         )
@@ -539,7 +540,7 @@ def build_training_tab(access: Access) -> TrainingTab:
     by_hand.change(lambda ticked: gr.update(visible=ticked), [by_hand], [by_hand_row], **quiet)
     cancel_button.click(cancel, [key, watched], [status], **quiet)
     jobs_table.select(pick_job, [key], shown, **quiet)
-    method.change(method_changed, [method], [fields[0], synthetic, name], **quiet)
+    method.change(method_changed, [method], [fields[0], fields[1], synthetic, name], **quiet)
     return TrainingTab(
         refresh=(refresh, [key, watched], everything),
         trained=trained,

@@ -64,7 +64,9 @@ def test_train_dpo_watch_it_and_chat_with_the_adapter(
 ):
     assert trained_adapter.result.returncode == 0  # the stored comparisons make DPO pairs
     open_tab(page, "Training")
-    job_id = start_job(page, "ui-train", **{"max-steps": 2})
+    # another rate than the CLI-trained fixture's: the same job would make the same weights,
+    # which the registry keeps once (under the fixture's name)
+    job_id = start_job(page, "ui-train", **{"max-steps": 2, "learning-rate": 5e-4})
 
     # The bar and the curve fill in while it runs: seen at step 1 of 2, before the end.
     wait_for(

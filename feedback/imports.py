@@ -279,45 +279,29 @@ def _store_row(db, fmt: str, item, rater: str, created: str, exchange, report) -
     if fmt in ("dpo", "reward"):
         prompt, chosen, rejected = item
         a, b = exchange(db, prompt, chosen), exchange(db, prompt, rejected)
-        if db.execute(
+        duplicate = (
             "select 1 from comparisons where exchange_a = ? and exchange_b = ? "
             "and winner = 'a' and source = 'import' and rater is ?",
             [a, b, rater],
-        ).fetchone():
-            report.duplicates += 1
-            return
-        db["comparisons"].insert(
-            {
-                "prompt": json.dumps(prompt),
-                "exchange_a": a,
-                "exchange_b": b,
-                "winner": "a",
-                "rater": rater,
-                "source": "import",
-                "created_at": created,
-            }
         )
-        report.comparisons += 1
-        return
-    prompt, text, value = item
-    eid = exchange(db, prompt, text)
-    if db.execute(
-        "select 1 from ratings where exchange_id = ? and value = ? and rater is ?",
-        [eid, value, rater],
-    ).fetchone():
+        row = {"prompt": json.dumps(prompt), "exchange_a": a, "exchange_b": b, "winner": "a",
+               "rater": rater, "source": "import", "created_at": created}  # fmt: skip
+        table = "comparisons"
+    else:
+        prompt, text, value = item
+        eid = exchange(db, prompt, text)
+        duplicate = (
+            "select 1 from ratings where exchange_id = ? and value = ? and rater is ?",
+            [eid, value, rater],
+        )
+        row = {"exchange_id": eid, "value": value, "reasons": "[]", "comment": None,
+               "rater": rater, "created_at": created}  # fmt: skip
+        table = "ratings"
+    if db.execute(*duplicate).fetchone():
         report.duplicates += 1
         return
-    db["ratings"].insert(
-        {
-            "exchange_id": eid,
-            "value": value,
-            "reasons": "[]",
-            "comment": None,
-            "rater": rater,
-            "created_at": created,
-        }
-    )
-    report.ratings += 1
+    db[table].insert(row)
+    setattr(report, table, getattr(report, table) + 1)
 
 
 def import_bytes(

@@ -123,7 +123,7 @@ def engine_env(api_key: str | None = None) -> dict[str, str]:
     return env
 
 
-def die_with_parent() -> None:
+def _die_with_parent() -> None:
     """Runs in the child before exec: SIGTERM it when the gateway dies, however it dies."""
     PR_SET_PDEATHSIG = 1
     with contextlib.suppress(OSError):
@@ -206,7 +206,7 @@ class Engine:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: stop() takes vLLM's workers too
-                preexec_fn=die_with_parent,
+                preexec_fn=_die_with_parent,
             )
         self.state = "starting"
 

@@ -98,11 +98,6 @@ def exchanges_from_response(info: RequestInfo, data: dict[str, Any]) -> list[Exc
     ]
 
 
-def exchange_from_response(info: RequestInfo, data: dict[str, Any]) -> Exchange | None:
-    """The first choice (what a comparison of two answers is made of)."""
-    return next(iter(exchanges_from_response(info, data)), None)
-
-
 def exchanges_from_stream(info: RequestInfo, chunks: list[bytes], ended: float) -> list[Exchange]:
     """Rebuild every choice from the relayed SSE bytes: text, tool calls (their pieces joined
     by index), finish reason; the usage (if the engine sent it) goes with the first."""

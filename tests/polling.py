@@ -10,14 +10,21 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 60, what: str = "a condition") -> T:
-    """Return the first truthy value of `predicate()`, or fail after `timeout` seconds."""
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 60, what: str | Callable[[], str] = "a condition"
+) -> T:
+    """Return the first truthy value of `predicate()`, or fail after `timeout` seconds.
+
+    `what` names the awaited condition in the failure; a callable is asked at the failure, so
+    it can say what the page or process showed then (a flaky wait's only evidence).
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := predicate():
             return value
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    awaited = what() if callable(what) else what
+    raise AssertionError(f"timed out after {timeout} s waiting for {awaited}")
 
 
 def pid_alive(pid: int) -> bool:

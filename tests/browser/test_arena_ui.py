@@ -22,6 +22,20 @@ def answers(page, side: str) -> int:
     return page.locator(f'#arena-{side} [data-testid="bot"]').count()
 
 
+def arena_state(page) -> str:
+    """What a failed wait reports: the status line, the prompt, the focus, the buttons."""
+    return repr(
+        {
+            "status": page.locator("#arena-status").inner_text(),
+            "reveal": page.locator("#arena-reveal").inner_text(),
+            "prompt": page.locator("#arena-prompt textarea").input_value(),
+            "focus": page.evaluate("document.activeElement && document.activeElement.tagName"),
+            "vote enabled": page.locator("#vote-a").is_enabled(),
+            "answers": (answers(page, "a"), answers(page, "b")),
+        }
+    )
+
+
 def fight(page, prompt: str, turn: int = 1) -> None:
     """Send a prompt to both sides and wait until their answers for `turn` are complete."""
     page.locator("#arena-prompt textarea").fill(prompt)
@@ -85,7 +99,10 @@ def test_vote_by_keyboard_reveals_the_models_and_moves_the_leaderboard(
     wait_for(lambda: page.locator("#vote-a").is_enabled(), timeout=300, what="second battle")
     fight(page, "Say it in one word.", turn=2)  # a follow-up before the vote: both answer it
     page.keyboard.press("4")  # both bad
-    wait_for(lambda: "both are bad" in reveal.inner_text(), what="the second reveal")
+    wait_for(
+        lambda: "both are bad" in reveal.inner_text(),
+        what=lambda: "the second reveal; the page showed " + arena_state(page),
+    )
     wait_for(lambda: "this session: 2" in counter.inner_text(), what="the counter")
     [second] = list(store.db.query("select * from battles order by rowid desc limit 1"))
     assert (second["turns"], second["winner"]) == (2, "both_bad")

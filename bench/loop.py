@@ -520,6 +520,53 @@ def repeat_summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def win_rate_ceiling(base_trait: float) -> float:
+    """The best held-out win rate a preference allows: every tuned answer has the trait and the
+    base's answers that have it too still tie (half a win), so 1 - base/2. A preference that
+    half the base model's answers already show cannot reach 80 %."""
+    return 1 - base_trait / 2
+
+
+HEALTH_MARGIN = 0.05
+"""The protocol's health goal: at 512 tokens, at most 5 points below the base."""
+
+
+def split_summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The protocol's headline: per split (tuning, held-out), rater kind and round, over the
+    preferences' first runs (seed 0; repeats and controls are left out, so each preference
+    counts once): win rate min and median, how many stay within 5 points of the base's health
+    at 512 tokens, and the slowest last judgement -> answering."""
+    groups: dict[tuple[str, str, int], list[tuple[dict, dict]]] = {}
+    for r in results:
+        if r["control"] or r["settings"].get("seed", 0):
+            continue
+        kind = rater_kind(r).removeprefix(r["preference"]).strip() or "realistic"
+        for x in r["rounds"]:
+            groups.setdefault((split_of(r["preference"]), kind, x["round"]), []).append((r, x))
+    rows = []
+    for (split, kind, number), runs in sorted(groups.items()):
+        rates = [x["held_out_win_rate"] for _, x in runs]
+        health = [
+            x["tuned"]["healthy_long"] - r["base"]["healthy_long"]
+            for r, x in runs
+            if "healthy_long" in x["tuned"] and "healthy_long" in r["base"]
+        ]
+        rows.append(
+            {
+                "split": split,
+                "rater": kind,
+                "round": number,
+                "preferences": sorted(r["preference"] for r, _ in runs),
+                "win_rate_min": min(rates),
+                "win_rate_median": statistics.median(rates),
+                "healthy_within_margin": sum(h >= -HEALTH_MARGIN for h in health),
+                "health_measured": len(health),
+                "slowest_turnaround_s": max(x["last_judgement_to_answer_s"] for _, x in runs),
+            }
+        )
+    return rows
+
+
 def edit_note(round_: dict[str, Any]) -> str:
     """What the judgements column adds for a round whose rater edited answers."""
     return f", {round_['edits']} of them edits" if round_.get("edits") else ""
@@ -534,8 +581,8 @@ def report(folder: Path = RESULTS) -> None:
     print("| preference | round | judgements made (used) | synthetic pairs | training s | "
           "last judgement → answering s | win rate vs base | trait tuned / base | "
           f"healthy tuned / base | healthy at {LONG_ANSWER_TOKENS} tokens | "
-          "arena votes | gate |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "arena votes | gate | best possible win rate |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         name = run_name(r)
         for x in r["rounds"]:
@@ -547,7 +594,8 @@ def report(folder: Path = RESULTS) -> None:
                 f"{x['tuned']['trait']:.0%} / {r['base']['trait']:.0%} | "
                 f"{x['tuned']['healthy']:.0%} / {r['base']['healthy']:.0%} | "
                 f"{long_health(x['tuned'], r['base'])} | "
-                f"{x['arena_votes']} | {x['gate']['action']} |"
+                f"{x['arena_votes']} | {x['gate']['action']} | "
+                f"{win_rate_ceiling(r['base']['trait']):.0%} |"
             )
     print(
         "\n| preference | round | runs | win rate min / median | slowest last judgement → "
@@ -562,6 +610,20 @@ def report(folder: Path = RESULTS) -> None:
             f"| {row['preference']} | {row['round']} | {row['runs']} | "
             f"{row['win_rate_min']:.0%} / {row['win_rate_median']:.0%} | "
             f"{row['slowest_turnaround_s']:.0f} | {worst_text} |"
+        )
+    print(
+        "\n| split | rater | round | preferences | win rate min / median | "
+        f"healthy at {LONG_ANSWER_TOKENS} tokens within 5 points of base | "
+        "slowest last judgement → answering s |"
+    )
+    print("|---|---|---|---|---|---|---|")  # fmt: skip
+    for row in split_summary(results):
+        print(
+            f"| {row['split']} | {row['rater']} | {row['round']} | "
+            f"{len(row['preferences'])}: {', '.join(row['preferences'])} | "
+            f"{row['win_rate_min']:.0%} / {row['win_rate_median']:.0%} | "
+            f"{row['healthy_within_margin']} of {row['health_measured']} | "
+            f"{row['slowest_turnaround_s']:.0f} |"
         )
     print(f"\nplot: {plot}")
 

@@ -221,6 +221,33 @@ def test_repeats_keep_their_own_files_and_sum_up_as_min_and_median_per_round():
     assert second["long_health_runs"] == 2
 
 
+def test_the_protocol_summary_counts_each_preference_once_per_split_and_rater():
+    from bench.loop import split_summary, win_rate_ceiling
+
+    assert win_rate_ceiling(0.0) == 1.0 and win_rate_ceiling(0.48) == 0.76  # half the base ties
+    runs = [
+        _run("you", [0.70, 0.90], long=[0.40, 0.50]),  # base 0.5: round 1 is 10 points worse
+        _run("quote", [0.80], long=[0.52]),
+        _run("quote", [0.99], seed=1, long=[0.9]),  # a repeat: not the protocol's run
+        _run("source", [0.50], control=True, long=[0.5]),  # a control neither
+        _run("brief", [0.75], long=[0.6]),  # tuning
+    ]
+    noisy = _run("you", [0.60], long=[0.5])
+    noisy["settings"]["noise"] = 0.15
+    rows = {(r["split"], r["rater"], r["round"]): r for r in split_summary([*runs, noisy])}
+    assert set(rows) == {
+        ("held-out", "realistic", 1), ("held-out", "realistic", 2),
+        ("held-out", "(noise 15%)", 1), ("tuning", "realistic", 1),
+    }  # fmt: skip
+    first = rows["held-out", "realistic", 1]
+    assert first["preferences"] == ["quote", "you"]
+    assert (first["win_rate_min"], first["win_rate_median"]) == (0.70, 0.75)
+    assert (first["healthy_within_margin"], first["health_measured"]) == (1, 2)
+    assert first["slowest_turnaround_s"] == 100.0
+    assert rows["held-out", "realistic", 2]["preferences"] == ["you"]
+    assert rows["held-out", "(noise 15%)", 1]["win_rate_median"] == 0.60
+
+
 def test_the_collapse_check_names_each_fault_once_in_order_empty_repetitive_unfinished():
     looping = "the cat sat down " * 5
     answers = [

@@ -215,6 +215,46 @@ def wait_for_candidate(stack: RunningStack, after_job: int, loop: subprocess.Pop
         time.sleep(0.5)
 
 
+def benchmark_copy(stack: RunningStack, candidate: str) -> str:
+    """The candidate's weights loaded into the engine once more, under a name only the
+    benchmark uses, which it then samples.
+
+    The loop's gate runs beside the benchmark and may retire the candidate (its health check
+    takes minutes, the benchmark's sampling too): retiring unloads it from the engine, and the
+    benchmark's next request for it was a 404 (no-hedging round 2 was lost so). Retired weights
+    stay in the registry's store, so the copy answers whatever the gate decides. If the copy
+    cannot be loaded, the benchmark samples the candidate itself, as before.
+    """
+    name = "bench-" + candidate.replace("@", "-v")
+    try:
+        rows = get(stack, "/v1/adapters?include_retired=true")
+        path = next(r["path"] for r in rows if r["engine_name"] == candidate)
+        resp = httpx.post(
+            f"{stack.engine_url}/v1/load_lora_adapter",
+            json={"lora_name": name, "lora_path": path},
+            headers=stack.engine_headers,
+            timeout=120,
+        )
+    except (httpx.HTTPError, StopIteration, KeyError) as exc:
+        say(f"could not load a copy of {candidate} ({exc!r}); sampling it by its own name")
+        return candidate
+    if resp.status_code != 200 and "already been loaded" not in resp.text:
+        say(f"the engine refused a copy of {candidate} ({resp.text[:200]}); sampling it itself")
+        return candidate
+    return name
+
+
+def drop_benchmark_copy(stack: RunningStack, name: str, candidate: str) -> None:
+    if name != candidate:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(
+                f"{stack.engine_url}/v1/unload_lora_adapter",
+                json={"lora_name": name},
+                headers=stack.engine_headers,
+                timeout=60,
+            )
+
+
 def training_started(stack: RunningStack, after_job: int) -> bool:
     return bool(jobs_after(stack, after_job))
 
@@ -363,10 +403,12 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
                 jobs = [j for j in get(stack, "/v1/train/jobs") if last_job < j["id"] <= job["id"]]
                 last_job = job["id"]
                 say(f"round {number}: {candidate} answering {turnaround:.0f} s after the judgement")
-                tuned = await sample_answers(stack.engine_url, candidate, held_out, args.samples, 1)
+                sampled = await asyncio.to_thread(benchmark_copy, stack, candidate)
+                tuned = await sample_answers(stack.engine_url, sampled, held_out, args.samples, 1)
                 rate = win_rate(preference, tuned, base)
                 say(f"round {number}: held-out win rate against base {rate:.0%}")
-                collapse_check = await long_answer_health(stack.engine_url, candidate, held_out)
+                collapse_check = await long_answer_health(stack.engine_url, sampled, held_out)
+                await asyncio.to_thread(drop_benchmark_copy, stack, sampled, candidate)
                 healthy_long = collapse_check["healthy_long"]
                 say(f"round {number}: 512-token answers healthy {healthy_long:.0%}"
                     f" (base {result['base']['healthy_long']:.0%}), faults "

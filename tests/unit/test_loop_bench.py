@@ -363,3 +363,37 @@ def test_the_base_models_answers_are_sampled_once_and_then_read_from_the_cache(
     asyncio.run(loop.base_answers(stack, "base", ["Hi?", "Bye?"], 2, fresh=False))
     asyncio.run(loop.base_answers(stack, "base", ["Hi?"], 2, fresh=True))
     assert sampled == ["base"] * 3  # other prompts, or --fresh-base: sampled anew
+
+
+def test_the_benchmark_samples_its_own_copy_of_the_candidate_the_gate_cannot_unload(monkeypatch):
+    """Regression: the gate retired (and unloaded) no-hedging's round-2 candidate while the
+    benchmark still sampled it, and the run died on a 404."""
+    from types import SimpleNamespace
+
+    import httpx
+
+    from bench import loop
+
+    stack = SimpleNamespace(url="http://gw", engine_url="http://engine", engine_headers={})
+    rows = [{"engine_name": "loop@2", "path": "/data/adapters/sha256/abc", "status": "retired"}]
+    monkeypatch.setattr(loop, "get", lambda _stack, path: rows)
+    posted = []
+
+    def post(url, json, headers, timeout, status=200, text="ok"):
+        posted.append((url, json))
+        return SimpleNamespace(status_code=status, text=text)
+
+    monkeypatch.setattr(httpx, "post", post)
+    name = loop.benchmark_copy(stack, "loop@2")
+    assert name == "bench-loop-v2"
+    loaded = {"lora_name": "bench-loop-v2", "lora_path": "/data/adapters/sha256/abc"}
+    assert posted == [("http://engine/v1/load_lora_adapter", loaded)]
+    loop.drop_benchmark_copy(stack, name, "loop@2")
+    assert posted[-1] == ("http://engine/v1/unload_lora_adapter", {"lora_name": "bench-loop-v2"})
+
+    refused = lambda url, json, headers, timeout: post(url, json, headers, timeout, 400, "no")  # noqa: E731
+    monkeypatch.setattr(httpx, "post", refused)
+    assert loop.benchmark_copy(stack, "loop@2") == "loop@2"  # as before: the candidate itself
+    posted.clear()
+    loop.drop_benchmark_copy(stack, "loop@2", "loop@2")
+    assert posted == []  # the candidate itself is the gateway's to unload

@@ -530,6 +530,15 @@ def run_name(result: dict[str, Any]) -> str:
     return rater_kind(result) + shuffled + (f" seed {seed}" if seed else "")
 
 
+def health_vs_base(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[float]:
+    """Tuned minus base healthy share at 512 tokens, for each (run, round) that measured it."""
+    return [
+        x["tuned"]["healthy_long"] - r["base"]["healthy_long"]
+        for r, x in runs
+        if "healthy_long" in x["tuned"] and "healthy_long" in r["base"]
+    ]
+
+
 def repeat_summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per preference (and rater kind) and round, over its runs with honest labels: win rate
     min and median, the slowest turnaround, and the lowest 512-token health beside the base
@@ -542,11 +551,7 @@ def repeat_summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (preference, number), runs in sorted(groups.items()):
         rates = [x["held_out_win_rate"] for _, x in runs]
-        long = [
-            x["tuned"]["healthy_long"] - r["base"]["healthy_long"]
-            for r, x in runs
-            if "healthy_long" in x["tuned"] and "healthy_long" in r["base"]
-        ]
+        long = health_vs_base(runs)
         rows.append(
             {
                 "preference": preference,
@@ -588,11 +593,7 @@ def split_summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (split, kind, number), runs in sorted(groups.items()):
         rates = [x["held_out_win_rate"] for _, x in runs]
-        health = [
-            x["tuned"]["healthy_long"] - r["base"]["healthy_long"]
-            for r, x in runs
-            if "healthy_long" in x["tuned"] and "healthy_long" in r["base"]
-        ]
+        health = health_vs_base(runs)
         rows.append(
             {
                 "split": split,

@@ -656,7 +656,7 @@ def report(folder: Path = RESULTS) -> None:
         )
     print(
         "\n| split | rater | round | preferences | win rate min / median | "
-        f"healthy at {LONG_ANSWER_TOKENS} tokens within 5 points of base | "
+        f"healthy at {LONG_ANSWER_TOKENS} tokens within {HEALTH_MARGIN:.0%} of base | "
         "slowest last judgement → answering s |"
     )
     print("|---|---|---|---|---|---|---|")  # fmt: skip

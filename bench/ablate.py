@@ -50,7 +50,7 @@ from bench.loop import (
 from bench.preferences import PREFERENCES
 from bench.prompts import held_out_prompts, train_prompts
 from bench.protocol import RATER, TUNING
-from bench.simulated_rater import SimulatedRater
+from bench.simulated_rater import SAMPLING, SimulatedRater
 from bench.stack import RunningStack, running_stack
 from train.loop import parse_params, settings_line
 
@@ -83,7 +83,8 @@ async def judged_once(stack: RunningStack, args: argparse.Namespace) -> None:
         async with httpx.AsyncClient(base_url=stack.url, timeout=900) as client:
             rater = SimulatedRater(
                 client, preference, edits=RATER["edits"], noise=RATER["noise"],
-                max_answers=RATER["max_answers"], seed=args.seed,
+                max_answers=RATER["max_answers"], answer_tokens=args.answer_tokens,
+                seed=args.seed,
             )  # fmt: skip
             await rater.judge(train_prompts(), args.judgements - judgement_count(stack))
         say(f"the rater read {rater.tally.answers_read} answers, edited {rater.tally.edits}")
@@ -128,6 +129,7 @@ async def ablate(stack: RunningStack, args: argparse.Namespace) -> None:
         row = {
             "setting": setting,
             "judgements": args.judgements,
+            "answer_tokens": args.answer_tokens,
             "samples": args.samples,
             "dpo_job_to_answering_s": round(seconds, 1),
             "train_rows": job["config"]["train_rows"],
@@ -172,6 +174,11 @@ def main() -> None:
         help="best-of-n pairs per job, as `flywheel loop --synthetic-pairs` (default: none)",
     )  # fmt: skip
     parser.add_argument("--samples", type=int, default=4, help="answers per held-out prompt")
+    parser.add_argument(
+        "--answer-tokens", type=int, default=SAMPLING["max_tokens"],
+        help="how far the rater reads each answer, in tokens (a new --data-dir for each: the "
+        "judgements differ); the held-out win rate is judged at %(default)s either way",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--reward",

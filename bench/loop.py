@@ -378,6 +378,7 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
             preference,
             shuffled=args.control,
             edits=args.edits,
+            answer_tokens=args.answer_tokens,
             noise=args.noise,
             max_answers=args.max_answers,
             seed=args.seed,
@@ -695,6 +696,9 @@ def main() -> None:
                         f"{NOISY_FLIP_SHARE})")  # fmt: skip
     parser.add_argument("--max-answers", type=int, default=RATER["max_answers"],
                         help="answers the rater reads per judgement, at most")  # fmt: skip
+    parser.add_argument("--answer-tokens", type=int, default=SAMPLING["max_tokens"],
+                        help="how far the rater reads each answer, in tokens "
+                        "(the held-out win rate is judged at %(default)s either way)")  # fmt: skip
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="training hyperparameter for every job (repeatable)")  # fmt: skip
     parser.add_argument("--min-battles", type=int, default=16)

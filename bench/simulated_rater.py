@@ -10,9 +10,10 @@ In the arena it asks for a battle and votes by its preference. Every judgement i
 `POST` a UI or OpenAI-client user could send.
 
 By default it reads at most 4 answers per prompt and never edits (bench/protocol.py's realistic
-rater). `noise=0.15` makes the noisy rater: it flips that share of its picks and thumbs, as a
-person who misreads or disagrees would; its arena votes stay honest, so the gate still judges
-by the preference.
+rater). `answer_tokens` is how far it reads each answer: a rater who sees 128 tokens never sees
+whether a list ends or loops on. `noise=0.15` makes the noisy rater: it flips that share of
+its picks and thumbs, as a person who misreads or disagrees would; its arena votes stay honest,
+so the gate still judges by the preference.
 
 `shuffled=True` makes a control rater: it sees the same pairs but picks a winner by coin flip
 (its training labels carry no preference), while its arena votes stay honest, so the gate
@@ -64,6 +65,7 @@ class SimulatedRater:
         max_answers: int = 4,
         thumbs_every: int = 8,
         concurrency: int = 16,
+        answer_tokens: int = SAMPLING["max_tokens"],
         seed: int = 0,
         name: str = "simulated-rater",
     ):
@@ -75,6 +77,7 @@ class SimulatedRater:
         self.max_answers = max_answers
         self.thumbs_every = thumbs_every
         self.concurrency = concurrency
+        self.sampling = {**SAMPLING, "max_tokens": answer_tokens}
         self.rng = random.Random(seed)
         self.name = name
         self.posting = 0  # judgements being sent: never cut off (see `_close_the_rest`)
@@ -90,7 +93,7 @@ class SimulatedRater:
         self.tally.answers_read += 1
         return await self._post(
             "/v1/chat/completions",
-            {"model": "live", "messages": [{"role": "user", "content": prompt}], **SAMPLING},
+            {"model": "live", "messages": [{"role": "user", "content": prompt}], **self.sampling},
         )
 
     def _judged(self) -> None:
@@ -237,7 +240,11 @@ class SimulatedRater:
         """One arena battle: read both anonymous answers, vote by the (honest) preference."""
         battle = await self._post(
             "/v1/arena/battles",
-            {"messages": [{"role": "user", "content": prompt}], "rater": self.name, **SAMPLING},
+            {
+                "messages": [{"role": "user", "content": prompt}],
+                "rater": self.name,
+                **self.sampling,
+            },
         )
         a, b = (r["text"] for r in battle["responses"])
         winner = self.preference.judge(a, b)

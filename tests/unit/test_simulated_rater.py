@@ -226,3 +226,22 @@ def test_the_noisy_rater_flips_about_its_share_of_picks():
         for body in picks
     )
     assert len(picks) == 400 and 0.10 < flipped / 400 < 0.20
+
+
+def test_the_rater_reads_each_answer_as_far_as_it_is_told():
+    """128 tokens by default; a rater told 256 asks for 256 (it sees whether a list ends)."""
+
+    class AskedLengths(PlainGateway):
+        def __init__(self) -> None:
+            super().__init__(texts=("Great!", "Fine."))
+            self.max_tokens: list[int] = []
+
+        async def __call__(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path == "/v1/chat/completions":
+                self.max_tokens.append(json.loads(request.content)["max_tokens"])
+            return await super().__call__(request)
+
+    default, told = AskedLengths(), AskedLengths()
+    _picking_rater(default, ["Say hi."], 1)
+    _picking_rater(told, ["Say hi."], 1, answer_tokens=256)
+    assert set(default.max_tokens) == {128} and set(told.max_tokens) == {256}

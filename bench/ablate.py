@@ -84,7 +84,7 @@ async def judged_once(stack: RunningStack, args: argparse.Namespace) -> None:
             rater = SimulatedRater(
                 client, preference, edits=RATER["edits"], noise=RATER["noise"],
                 max_answers=RATER["max_answers"], answer_tokens=args.answer_tokens,
-                seed=args.seed,
+                picks_loops=args.picks_loops, seed=args.seed,
             )  # fmt: skip
             await rater.judge(train_prompts(), args.judgements - judgement_count(stack))
         say(f"the rater read {rater.tally.answers_read} answers, edited {rater.tally.edits}")
@@ -130,6 +130,7 @@ async def ablate(stack: RunningStack, args: argparse.Namespace) -> None:
             "setting": setting,
             "judgements": args.judgements,
             "answer_tokens": args.answer_tokens,
+            "rater_picks_loops": args.picks_loops,
             "samples": args.samples,
             "dpo_job_to_answering_s": round(seconds, 1),
             "train_rows": job["config"]["train_rows"],
@@ -175,9 +176,15 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--samples", type=int, default=4, help="answers per held-out prompt")
     parser.add_argument(
-        "--answer-tokens", type=int, default=SAMPLING["max_tokens"],
+        "--answer-tokens", type=int, default=RATER["answer_tokens"],
         help="how far the rater reads each answer, in tokens (a new --data-dir for each: the "
-        "judgements differ); the held-out win rate is judged at %(default)s either way",
+        f"judgements differ); the held-out win rate is judged at {SAMPLING['max_tokens']} "
+        "either way",
+    )  # fmt: skip
+    parser.add_argument(
+        "--picks-loops", action="store_true",
+        help="the rater from before 2026-12-06, which may pick a visibly looping answer with "
+        "the trait (a new --data-dir: the judgements differ)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

@@ -379,6 +379,7 @@ async def run_rounds(stack: RunningStack, args: argparse.Namespace, out: Path) -
             shuffled=args.control,
             edits=args.edits,
             answer_tokens=args.answer_tokens,
+            picks_loops=args.picks_loops,
             noise=args.noise,
             max_answers=args.max_answers,
             seed=args.seed,
@@ -514,14 +515,16 @@ def result_path(
 
 
 def rater_kind(result: dict[str, Any]) -> str:
-    """The preference, and whether its rater also edited or was noisy: runs that differ in
-    either are no repeats."""
+    """The preference, and whether its rater also edited, was noisy or picked loops: runs that
+    differ in any of them are no repeats. (Runs from before 2026-12-06 say nothing of loops
+    and picked them; they are kept in their own --results folders.)"""
     settings = result["settings"]
     noise = settings.get("noise", 0)
     return (
         result["preference"]
         + (" (edits)" if settings.get("edits") else "")
         + (f" (noise {noise:.0%})" if noise else "")
+        + (" (picks loops)" if settings.get("picks_loops") else "")
     )
 
 
@@ -696,9 +699,12 @@ def main() -> None:
                         f"{NOISY_FLIP_SHARE})")  # fmt: skip
     parser.add_argument("--max-answers", type=int, default=RATER["max_answers"],
                         help="answers the rater reads per judgement, at most")  # fmt: skip
-    parser.add_argument("--answer-tokens", type=int, default=SAMPLING["max_tokens"],
-                        help="how far the rater reads each answer, in tokens "
-                        "(the held-out win rate is judged at %(default)s either way)")  # fmt: skip
+    parser.add_argument("--answer-tokens", type=int, default=RATER["answer_tokens"],
+                        help="how far the rater reads each answer, in tokens (the held-out "
+                        f"win rate is judged at {SAMPLING['max_tokens']} either way)")  # fmt: skip
+    parser.add_argument("--picks-loops", action="store_true",
+                        help="the rater from before 2026-12-06: it may pick an answer with the "
+                        "trait that visibly repeats itself")  # fmt: skip
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="training hyperparameter for every job (repeatable)")  # fmt: skip
     parser.add_argument("--min-battles", type=int, default=16)

@@ -45,6 +45,13 @@ def _no_fix(text: str) -> None:
     return None
 
 
+def verdict(good_a: bool, good_b: bool) -> str:
+    """A vote between two answers, each good or not: "a", "b", "tie" or "both_bad"."""
+    if good_a != good_b:
+        return "a" if good_a else "b"
+    return "tie" if good_a else "both_bad"
+
+
 @dataclass(frozen=True)
 class Preference:
     name: str
@@ -61,10 +68,7 @@ class Preference:
 
     def judge(self, a: str, b: str) -> str:
         """The arena vote: "a", "b", "tie" (both have the trait) or "both_bad" (neither)."""
-        trait_a, trait_b = self.has_trait(a), self.has_trait(b)
-        if trait_a != trait_b:
-            return "a" if trait_a else "b"
-        return "tie" if trait_a else "both_bad"
+        return verdict(self.has_trait(a), self.has_trait(b))
 
     def score(self, candidate: str, base: str) -> float:
         """1 for a win, 0.5 for a tie, 0 for a loss (the win-rate convention: ties count half)."""

@@ -11,8 +11,9 @@ one of each kind; the eight held-out ones were in no earlier run. Rules (docs/pr
   reported as they come: every preference, min and median. A held-out result never feeds back
   into a default; a recipe that misses on them is reported as a miss.
 - The rater is the realistic one (`RATER`): regenerate-and-pick only, at most 4 answers read per
-  judgement, no edits, no loop cutting. The noisy rater flips 15 % of its picks. A rater who
-  edits is a separate benchmark row, never the headline.
+  judgement, no edits, no loop cutting, and no answer picked that visibly repeats itself. The
+  noisy rater flips 15 % of its picks. A rater who edits is a separate benchmark row, never the
+  headline.
 
 Each preference shows its trait in 5-50 % of the default model's answers (bench/traits.py),
 so a rater reading up to 4 answers can form pairs.
@@ -35,8 +36,9 @@ HELD_OUT = (
     "analogy",  # content
 )
 
-RATER = {"max_answers": 4, "edits": False, "noise": 0.0}
-"""The realistic rater's settings, the benchmark's default."""
+RATER = {"max_answers": 4, "edits": False, "noise": 0.0, "answer_tokens": 128, "picks_loops": False}
+"""The realistic rater's settings, the benchmark's default: it reads 4 answers at most, each up
+to `answer_tokens`, never edits, and never picks an answer it saw repeat itself."""
 NOISY_FLIP_SHARE = 0.15
 """The noisy rater's share of picks flipped (a person who misreads, or disagrees)."""
 

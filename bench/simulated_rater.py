@@ -10,7 +10,12 @@ In the arena it asks for a battle and votes by its preference. Every judgement i
 `POST` a UI or OpenAI-client user could send.
 
 By default it reads at most 4 answers per prompt and never edits (bench/protocol.py's realistic
-rater). `answer_tokens` is how far it reads each answer: a rater who sees 128 tokens never sees
+rater), and it never picks or votes for an answer that visibly repeats itself in what it read (a
+line said twice, a looping phrase: `train/answer_health.repeats_itself`), whatever its trait: a
+person does not call a loop the better answer. It counts as an answer without the trait, so it
+can still be the one turned down (`picks_loops=True`: the rater from before 2026-12-06).
+
+`answer_tokens` is how far it reads each answer: a rater who sees 128 tokens never sees
 whether a list ends or loops on. `noise=0.15` makes the noisy rater: it flips that share of
 its picks and thumbs, as a person who misreads or disagrees would; its arena votes stay honest,
 so the gate still judges by the preference.
@@ -30,7 +35,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from bench.preferences import Preference
+from bench.preferences import Preference, verdict
+from bench.protocol import RATER
 from train.answer_health import before_the_loop, repeats_itself
 
 SAMPLING = {"max_tokens": 128, "temperature": 0.7}
@@ -65,7 +71,8 @@ class SimulatedRater:
         max_answers: int = 4,
         thumbs_every: int = 8,
         concurrency: int = 16,
-        answer_tokens: int = SAMPLING["max_tokens"],
+        answer_tokens: int = RATER["answer_tokens"],
+        picks_loops: bool = RATER["picks_loops"],
         seed: int = 0,
         name: str = "simulated-rater",
     ):
@@ -78,6 +85,7 @@ class SimulatedRater:
         self.thumbs_every = thumbs_every
         self.concurrency = concurrency
         self.sampling = {**SAMPLING, "max_tokens": answer_tokens}
+        self.picks_loops = picks_loops
         self.rng = random.Random(seed)
         self.name = name
         self.posting = 0  # judgements being sent: never cut off (see `_close_the_rest`)
@@ -96,6 +104,12 @@ class SimulatedRater:
             {"model": "live", "messages": [{"role": "user", "content": prompt}], **self.sampling},
         )
 
+    def likes(self, text: str) -> bool:
+        """The answer has the trait and, unless this rater picks loops, does not visibly loop."""
+        if not self.preference.has_trait(text):
+            return False
+        return self.picks_loops or not repeats_itself(text)
+
     def _judged(self) -> None:
         self.tally.judgements += 1
         self.tally.last_judgement_at = time.perf_counter()
@@ -107,9 +121,10 @@ class SimulatedRater:
         while True:
             texts = [answer_text(a) for a in answers]
             traits = [self.preference.has_trait(t) for t in texts]
-            with_trait = [a for a, trait in zip(answers, traits, strict=True) if trait]
-            without = [a for a, trait in zip(answers, traits, strict=True) if not trait]
             cut = self._loop_to_cut(answers, texts, traits) if self.edits else None
+            liked = [self.likes(t) for t in texts]
+            with_trait = [a for a, good in zip(answers, liked, strict=True) if good]
+            without = [a for a, good in zip(answers, liked, strict=True) if not good]
             if cut is not None:
                 await self._send_edit(*cut, budget)
                 return
@@ -236,6 +251,11 @@ class SimulatedRater:
         workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
         await self._close_the_rest(workers, spent)
 
+    def vote_between(self, a: str, b: str) -> str:
+        """ "a", "b", "tie" (both liked) or "both_bad" (neither): `Preference.judge`, with the
+        answers this rater will not pick (`likes`) counted as lacking the trait."""
+        return verdict(self.likes(a), self.likes(b))
+
     async def vote(self, prompt: str) -> str:
         """One arena battle: read both anonymous answers, vote by the (honest) preference."""
         battle = await self._post(
@@ -247,7 +267,7 @@ class SimulatedRater:
             },
         )
         a, b = (r["text"] for r in battle["responses"])
-        winner = self.preference.judge(a, b)
+        winner = self.vote_between(a, b)
         self.posting += 1
         try:
             await self._post(

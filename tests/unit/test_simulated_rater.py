@@ -187,8 +187,8 @@ def test_a_rater_who_edits_cuts_a_loop_from_an_answer_it_likes_too():
     assert repeats_itself(cheer_in_the_loop)
     looping_early = PlainGateway(texts=(cheer_in_the_loop, "Fine."))
     _editing_rater(looping_early, ["Tell me about bees."], 1)  # cut, it would have no `!`
-    [(path, body)] = looping_early.posted
-    assert path == "/v1/feedback/comparisons"  # so it picks, as before
+    [(path, _)] = looping_early.posted  # and a loop is never picked: it edits instead
+    assert path == "/v1/feedback/edits"
 
 
 def _picking_rater(gateway, prompts: list[str], count: int, **kwargs) -> SimulatedRater:
@@ -204,7 +204,7 @@ def _picking_rater(gateway, prompts: list[str], count: int, **kwargs) -> Simulat
 
 def test_the_default_rater_reads_at_most_four_answers_and_never_edits():
     """The held-out protocol's realistic rater: regenerate-and-pick only, 4 answers at most."""
-    gateway = PlainGateway(texts=(LOOPING_CHEER, "It is fine. Really."))
+    gateway = PlainGateway(texts=(LOOPING_CHEER, "It is fine. Really.", "Great day!"))
     rater = _picking_rater(gateway, ["Tell me about bees."], 1)
     assert [path for path, _ in gateway.posted] == ["/v1/feedback/comparisons"]  # no loop cut
     # four answers without the trait, then one with it: a rater who read a fifth answer would
@@ -245,3 +245,31 @@ def test_the_rater_reads_each_answer_as_far_as_it_is_told():
     _picking_rater(default, ["Say hi."], 1)
     _picking_rater(told, ["Say hi."], 1, answer_tokens=256)
     assert set(default.max_tokens) == {128} and set(told.max_tokens) == {256}
+
+
+def test_the_default_rater_never_picks_an_answer_that_visibly_loops():
+    """A person does not call a loop the better answer, trait or not: the looping cheer is
+    turned down for the next answer with the trait; the rater from before picked it."""
+    texts = (LOOPING_CHEER, "It is fine. Really.", "Great day!")
+    gateway = PlainGateway(texts=texts)
+    _picking_rater(gateway, ["Tell me about bees."], 1, thumbs_every=0)
+    [(_, body)] = gateway.posted
+    picked = body["completion_ids"][0 if body["winner"] == "a" else 1]
+    assert (picked, set(body["completion_ids"])) == ("c2", {"c0", "c2"})
+
+    old = PlainGateway(texts=texts)
+    _picking_rater(old, ["Tell me about bees."], 1, thumbs_every=0, picks_loops=True)
+    [(_, body)] = old.posted
+    assert body["completion_ids"][0 if body["winner"] == "a" else 1] == "c0"
+
+
+def test_in_the_arena_the_default_rater_votes_against_a_loop():
+    async def votes(**kwargs) -> tuple[str, str]:
+        async with httpx.AsyncClient(base_url="http://gateway") as client:
+            rater = SimulatedRater(client, PREFERENCES["exclaims"], **kwargs)
+            return rater.vote_between(LOOPING_CHEER, "Fine."), rater.vote_between(
+                "Fine.", "Great day!"
+            )
+
+    assert asyncio.run(votes()) == ("both_bad", "b")
+    assert asyncio.run(votes(picks_loops=True)) == ("a", "b")

@@ -67,7 +67,7 @@ def test_the_recipe_leaves_what_a_config_file_or_flag_set(tmp_path):
 def test_an_empty_job_request_gets_the_loops_measured_recipe():
     """`POST /v1/train/jobs {"method": "dpo"}` and a loop round both send no parameter."""
     params = load_params("dpo")
-    assert (params.learning_rate, params.sft_weight, params.epochs) == (1e-3, 1.0, 2)
+    assert (params.learning_rate, params.sft_weight, params.epochs) == (1e-3, 1.0, 1)
     assert params.max_length == 0  # whole answers, sized by the recipe to the longest pair
     assert load_params("reward").epochs == 1
     assert "sft_weight=1" in recipe.summary("dpo") and "x0.5" in recipe.summary("dpo")

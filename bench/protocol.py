@@ -36,9 +36,11 @@ HELD_OUT = (
     "analogy",  # content
 )
 
-RATER = {"max_answers": 4, "edits": False, "noise": 0.0, "answer_tokens": 128, "picks_loops": False}
+RATER = {"max_answers": 4, "edits": False, "noise": 0.0, "answer_tokens": 256, "picks_loops": False}
 """The realistic rater's settings, the benchmark's default: it reads 4 answers at most, each up
-to `answer_tokens`, never edits, and never picks an answer it saw repeat itself."""
+to `answer_tokens` (the Chat tab's default `max_tokens`; reading 128, it chose lists it never saw
+end, and the model learnt lists that loop: docs/benchmarks.md), never edits, and never picks an
+answer it saw repeat itself."""
 NOISY_FLIP_SHARE = 0.15
 """The noisy rater's share of picks flipped (a person who misreads, or disagrees)."""
 

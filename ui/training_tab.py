@@ -33,7 +33,7 @@ METHODS = [
 # Ticked, the fields start at the defaults of `flywheel train --help` (the learning rate
 # follows the method), and every value shown is sent: an empty number field reads as 0.
 DEFAULT_LR = {"dpo": 1e-3, "kto": 5e-4, "reward": 5e-4, "sft": 2e-4}
-DEFAULT_EPOCHS = {"dpo": 2, "kto": 3, "reward": 1, "sft": 3}
+DEFAULT_EPOCHS = {"dpo": 1, "kto": 3, "reward": 1, "sft": 3}
 PARAMS = (  # (request key, label, default, precision: 0 for whole numbers, -1 allowed)
     ("learning_rate", "Learning rate", DEFAULT_LR["dpo"], None, False),
     ("epochs", "Epochs", DEFAULT_EPOCHS["dpo"], None, False),

@@ -84,3 +84,16 @@ def test_the_token_counter_applies_the_models_chat_template(tiny_llama):
     short = count([{"role": "user", "content": "Hi"}])
     longer = count([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}])
     assert 0 < short < longer
+
+
+def test_the_training_forms_hand_set_fields_start_at_each_methods_defaults():
+    """The Training tab cannot import `train/` (it is an HTTP client), so its copy of the
+    defaults is checked here: a form that drifted would send an old recipe when ticked."""
+    from ui.training_tab import DEFAULT_EPOCHS, DEFAULT_LR
+
+    for method in ("dpo", "kto", "reward", "sft"):
+        defaults = load_params(method)
+        assert (DEFAULT_LR[method], DEFAULT_EPOCHS[method]) == (
+            defaults.learning_rate,
+            defaults.epochs,
+        ), method

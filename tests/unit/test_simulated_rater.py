@@ -229,7 +229,7 @@ def test_the_noisy_rater_flips_about_its_share_of_picks():
 
 
 def test_the_rater_reads_each_answer_as_far_as_it_is_told():
-    """128 tokens by default; a rater told 256 asks for 256 (it sees whether a list ends)."""
+    """256 tokens by default, as the Chat tab shows; a rater told 128 asks for 128."""
 
     class AskedLengths(PlainGateway):
         def __init__(self) -> None:
@@ -243,8 +243,8 @@ def test_the_rater_reads_each_answer_as_far_as_it_is_told():
 
     default, told = AskedLengths(), AskedLengths()
     _picking_rater(default, ["Say hi."], 1)
-    _picking_rater(told, ["Say hi."], 1, answer_tokens=256)
-    assert set(default.max_tokens) == {128} and set(told.max_tokens) == {256}
+    _picking_rater(told, ["Say hi."], 1, answer_tokens=128)
+    assert set(default.max_tokens) == {256} and set(told.max_tokens) == {128}
 
 
 def test_the_default_rater_never_picks_an_answer_that_visibly_loops():

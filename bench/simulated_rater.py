@@ -106,8 +106,9 @@ class SimulatedRater:
 
     def likes(self, text: str) -> bool:
         """The answer has the trait and, unless this rater picks loops, does not visibly loop."""
-        if not self.preference.has_trait(text):
-            return False
+        return self.preference.has_trait(text) and self._would_pick(text)
+
+    def _would_pick(self, text: str) -> bool:
         return self.picks_loops or not repeats_itself(text)
 
     def _judged(self) -> None:
@@ -122,7 +123,7 @@ class SimulatedRater:
             texts = [answer_text(a) for a in answers]
             traits = [self.preference.has_trait(t) for t in texts]
             cut = self._loop_to_cut(answers, texts, traits) if self.edits else None
-            liked = [self.likes(t) for t in texts]
+            liked = [trait and self._would_pick(t) for t, trait in zip(texts, traits, strict=True)]
             with_trait = [a for a, good in zip(answers, liked, strict=True) if good]
             without = [a for a, good in zip(answers, liked, strict=True) if not good]
             if cut is not None:

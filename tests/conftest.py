@@ -142,6 +142,7 @@ def trained_adapter(stack) -> TrainedAdapter:
     command = [
         sys.executable, "-m", "serve.cli", "train", "--method", "dpo", "--name", name,
         "--data-dir", str(stack.data_dir), "--gateway", stack.url, "--max-steps", "2",
+        "--samples", "0",  # no base-vs-tuned samples: ~20 s of the suite (test_train_jobs has them)
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     return TrainedAdapter(name, result)

@@ -161,6 +161,7 @@ def test_trained_adapter_appears_in_the_picker_and_answers(page, stack, trained_
     page.locator("#refresh-models").click()
     page.locator("#model input").click()
     page.get_by_role("option", name=trained_adapter.name, exact=True).click()
+    short_answers(page)
     row = ask(page, store, "Tell me about apples.")
     models = httpx.get(f"{stack.api}/models").json()["data"]
     [card] = [m for m in models if m["id"] == trained_adapter.name]

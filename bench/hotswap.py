@@ -19,7 +19,7 @@ import httpx
 
 from bench.sse import sse_events
 from bench.stack import running_stack
-from serve.default_model import prepare
+from common.default_model import prepare
 
 
 def make_adapters(count: int, folder: Path) -> list[Path]:

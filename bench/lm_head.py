@@ -68,7 +68,7 @@ def step_seconds(job_steps: int, repeats: int) -> dict[str, list[float]]:
     """Seconds per step after the first, of whole DPO jobs with TRL's head and with ours."""
     from transformers import TrainerCallback
 
-    from serve.default_model import default_model_dir
+    from common.default_model import default_model_dir
     from train import dpo, lm_head, lora
 
     marks: list[float] = []

@@ -287,7 +287,7 @@ def decision_for(stack: RunningStack, candidate: str) -> dict[str, Any] | None:
 
 def loop_command(stack: RunningStack, args: argparse.Namespace) -> list[str]:
     command = [
-        sys.executable, "-m", "serve.cli", "loop", "--gateway", stack.url, "--name", ADAPTER,
+        sys.executable, "-m", "cli", "loop", "--gateway", stack.url, "--name", ADAPTER,
         "--base", "live", "--threshold", str(args.judgements), "--rounds", str(args.rounds),
         "--synthetic-pairs", str(args.synthetic_pairs), "--poll", "1",
         "--min-battles", str(args.min_battles), "--decide-after", str(args.decide_after),
@@ -309,7 +309,7 @@ BASE_CACHE = Path(os.environ.get("FLYWHEEL_CACHE", Path.home() / ".cache" / "fly
 def base_cache_key(base_name: str, prompts: list[str], samples: int) -> str:
     """What the base model's sampled answers depend on: the model, the prompts, the sampling,
     the engine's version and the dtype this CPU gets (float32 and bfloat16 sample apart)."""
-    from serve.hardware import choose_dtype
+    from common.hardware import choose_dtype
 
     parts = [base_name, prompts, samples, SAMPLING, LONG_ANSWER_TOKENS, engine_version(),
              choose_dtype()]  # fmt: skip

@@ -29,9 +29,9 @@ from typing import Any
 
 from bench.preferences import PREFERENCES, Preference
 from bench.prompts import held_out_prompts
+from common.default_model import default_model_dir
 from feedback.exports import DEFAULT_EVAL_FRACTION, export_rows, row_split
 from feedback.store import Store
-from serve.default_model import default_model_dir
 from train import best_of_n, reward
 from train.evaluation import reward_scores
 from train.loop import params_for, parse_params

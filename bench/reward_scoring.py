@@ -38,8 +38,8 @@ def main() -> None:
     import torch
     from peft import PeftModel
 
-    from serve.default_model import prepare
-    from serve.hardware import choose_dtype
+    from common.default_model import prepare
+    from common.hardware import choose_dtype
     from train.evaluation import reward_scores
     from train.reward import _load, load_reward_model
 

@@ -54,7 +54,7 @@ def running_stack(
         data_dir.mkdir(parents=True, exist_ok=True)
         log = open(data_dir / "up.log", "wb")  # noqa: SIM115 - lives as long as the process
         process = subprocess.Popen(
-            [sys.executable, "-m", "serve.cli", "up", "--no-ui", "--port", str(port),
+            [sys.executable, "-m", "cli", "up", "--no-ui", "--port", str(port),
              "--data-dir", str(data_dir), *(extra_args or [])],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
@@ -83,6 +83,6 @@ def stack_pids(stack: RunningStack) -> tuple[int, int]:
     """(gateway, engine): the gateway is the supervised engine's parent process."""
     engine = httpx.get(f"{stack.url}/health", timeout=10).json()["engine"]["pid"]
     parent = int(Path(f"/proc/{engine}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    if b"serve.cli" not in Path(f"/proc/{parent}/cmdline").read_bytes():
+    if b"-m\x00cli\x00" not in Path(f"/proc/{parent}/cmdline").read_bytes():
         raise SystemExit(f"the engine's parent {parent} is not `flywheel up`")
     return parent, engine

@@ -157,7 +157,7 @@ def run_plain(
 
 
 def run_side(side: str, args: argparse.Namespace) -> dict[str, float]:
-    from serve.default_model import prepare
+    from common.default_model import prepare
 
     runner = run_ours if side == "ours" else run_plain
     return runner(str(prepare()), make_pairs(args.pairs), args.epochs, args.batch, args.threads)
@@ -207,7 +207,7 @@ def main() -> None:
         print(json.dumps(run_side(args.side, args)))
         return
 
-    from serve.hardware import choose_dtype, cpu_threads
+    from common.hardware import choose_dtype, cpu_threads
 
     print(
         f"{args.pairs} pairs x {args.epochs:g} epochs, batch {args.batch}; dtype chosen for ours: "

@@ -59,7 +59,7 @@ def main() -> None:
         asyncio.run(collect(stack.url, args.comparisons))
         stored = time.perf_counter()
         print(f"{args.comparisons} comparisons collected in {stored - started:.0f} s")
-        command = [sys.executable, "-m", "serve.cli", "train", "--method", "dpo",
+        command = [sys.executable, "-m", "cli", "train", "--method", "dpo",
                    "--name", "turnaround", "--data-dir", str(stack.data_dir),
                    "--gateway", stack.url]  # fmt: skip
         subprocess.run(command, check=True)

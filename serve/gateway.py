@@ -22,13 +22,14 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 
+from common.layout import DB_NAME, default_data_dir
 from feedback import Store
 from feedback.api_keys import ApiKeys
 from feedback.arena import Arena
 from serve.adapter_checks import AdapterLimits
 from serve.adapters import AdapterRegistry
 from serve.auth import ApiKeyAuth, is_loopback_name
-from serve.config import DB_NAME, Settings, default_data_dir
+from serve.config import Settings
 from serve.engine import Engine, EngineFailed
 from serve.engine_client import EngineClient
 from serve.errors import (

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.layout import REGISTRATION_FILE, job_dir
 from feedback import Store
 from serve.adapters import AdapterRegistry
 from serve.config import ENGINE_KEY_ENV, TRAIN_LIMITS
@@ -33,7 +34,6 @@ from serve.errors import BadRequest, Conflict, NotFound
 log = logging.getLogger("flywheel.jobs")
 
 FINISHED = ("succeeded", "failed", "cancelled")
-REGISTRATION_FILE = "registration.json"  # written by the child next to the finished adapter
 
 
 def stop_orphan(pgid: int, job_id: int) -> bool:
@@ -161,12 +161,12 @@ class JobRunner:
             "origin": "http",
         }
         job_id = self.store.create_job(method, config, status="queued")
-        run_dir = self.data_dir / "runs" / f"job-{job_id}"
+        run_dir = job_dir(self.data_dir, job_id)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "params.json").write_text(json.dumps(params, indent=2))
         log_path = run_dir / "train.log"
         command = [
-            sys.executable, "-m", "serve.cli", "train", "--method", method,
+            sys.executable, "-m", "cli", "train", "--method", method,
             "--job-id", str(job_id), "--data-dir", str(self.data_dir), "--model", self.model,
             "--config", str(run_dir / "params.json"), "--no-register",
         ]  # fmt: skip
@@ -231,7 +231,7 @@ class JobRunner:
         """The child has exited: register its adapter, or record why there is none."""
         code = running.process.returncode
         if code != 0:  # a killed child cleans nothing up: its half-written output goes here
-            run_dir = self.data_dir / "runs" / f"job-{running.job_id}"
+            run_dir = job_dir(self.data_dir, running.job_id)
             for leftover in ("adapter.tmp", "adapter.tmp.checkpoints"):
                 await asyncio.to_thread(shutil.rmtree, run_dir / leftover, True)
         job = self.store.job(running.job_id) or {}
@@ -250,7 +250,7 @@ class JobRunner:
                     error=f"the training process ended with {how}: {tail}",
                 )
             return
-        run_dir = self.data_dir / "runs" / f"job-{running.job_id}"
+        run_dir = job_dir(self.data_dir, running.job_id)
         registration = run_dir / REGISTRATION_FILE
         if not registration.is_file():
             self.store.update_job(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from common.layout import add_data_dir_argument
 from feedback import Store
 from feedback.api_keys import ROLES, ApiKeys
 from serve.cli_table import print_table
-from serve.config import add_data_dir_argument
 
 COLUMNS = ("id", "name", "prefix", "role", "rpm", "rater", "created_at", "revoked_at")
 

@@ -78,7 +78,7 @@ def stack(tmp_path_factory) -> Stack:
             [
                 sys.executable,
                 "-m",
-                "serve.cli",
+                "cli",
                 "up",
                 "--port",
                 str(port),
@@ -140,7 +140,7 @@ def trained_adapter(stack) -> TrainedAdapter:
         assert resp.status_code == 201, resp.text
     name = "it-dpo"
     command = [
-        sys.executable, "-m", "serve.cli", "train", "--method", "dpo", "--name", name,
+        sys.executable, "-m", "cli", "train", "--method", "dpo", "--name", name,
         "--data-dir", str(stack.data_dir), "--gateway", stack.url, "--max-steps", "2",
         "--samples", "0",  # no base-vs-tuned samples: ~20 s of the suite (test_train_jobs has them)
     ]  # fmt: skip

@@ -9,7 +9,6 @@ same command runs jobs started over HTTP: the gateway then passes `--job-id` and
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
@@ -19,15 +18,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.gateway_client import GatewayUnreachable, add_gateway_arguments, call
+from common.layout import REGISTRATION_FILE, add_data_dir_argument, db_path, job_dir
 from feedback import Store
 from feedback.exports import DEFAULT_EVAL_FRACTION, export_rows, row_split
-from serve.config import DEFAULT_MAX_LORA_RANK, add_data_dir_argument
-from serve.gateway_client import GatewayUnreachable, add_gateway_arguments, call
-from serve.jobs import REGISTRATION_FILE
 from train import methods, recipe
 from train.lora import TrainParams
 from train.ranks import Ranks
@@ -42,6 +41,8 @@ NO_ROWS = {
     "sft": "no liked or edited answers yet: thumbs up good answers or edit bad ones",
 }
 SAMPLE_PROMPTS = 4  # answers of base and tuned side by side, saved with the job
+RegisterOffline = Callable[[Path, str, str, dict], dict]
+"""(data dir, base model's name, base model's path, registration) -> the registered adapter."""
 
 
 STARTED = time.monotonic()
@@ -181,7 +182,7 @@ def _newest_reward_model(args, store: Store) -> tuple[int, Path] | None:
         "select id from jobs where method = 'reward' and status = 'succeeded' order by id desc"
     )
     for job in jobs:
-        path = args.data_dir / "runs" / f"job-{job['id']}" / "adapter"
+        path = job_dir(args.data_dir, job["id"]) / "adapter"
         if path.is_dir():
             return job["id"], path
     return None
@@ -195,23 +196,17 @@ def _judged_since(args, store: Store, start: dict[str, Any] | None) -> str | Non
     return job["created_at"] if job else None
 
 
-def _register(args, base_name: str, model_path: str, payload: dict) -> dict:
+def _register(
+    args, base_name: str, model_path: str, payload: dict, offline: RegisterOffline | None
+) -> dict:
     """Hand the adapter to the running gateway; with none running, record it for the next `up`."""
     try:
         return call(args, "POST", "/v1/adapters", payload)
     except GatewayUnreachable:
-        from serve.adapters import AdapterRegistry
-
+        if offline is None:
+            raise
         say(f"no gateway at {args.gateway}; registering offline (served at the next `flywheel up`)")
-        registry = AdapterRegistry(
-            Store(args.data_dir / "flywheel.db"),
-            root=args.data_dir / "adapters",
-            base_name=base_name,
-            base_model=model_path,
-            max_rank=DEFAULT_MAX_LORA_RANK,  # what the next `flywheel up` will accept
-        )
-        lineage = {k: v for k, v in payload.items() if k not in ("name", "path")}
-        return asyncio.run(registry.register(payload["name"], Path(payload["path"]), **lineage))
+        return offline(args.data_dir, base_name, model_path, payload)
 
 
 def _synthetic_pairs(
@@ -222,7 +217,7 @@ def _synthetic_pairs(
 
     if args.reward_job:
         reward_job = args.reward_job
-        reward_path = args.data_dir / "runs" / f"job-{reward_job}" / "adapter"
+        reward_path = job_dir(args.data_dir, reward_job) / "adapter"
     else:
         reward_job, reward_path = _newest_reward_model(args, store) or (None, None)
     if reward_path is None or not reward_path.is_dir():
@@ -322,16 +317,25 @@ class PreparedJob:
     config: dict[str, Any]
 
 
-def run_train(args: argparse.Namespace, model_path: str, base_name: str) -> int:
-    """One job, in one process or in each of an `accelerate launch`'s (train/ranks.py)."""
+def run_train(
+    args: argparse.Namespace,
+    model_path: str,
+    base_name: str,
+    register_offline: RegisterOffline | None = None,
+) -> int:
+    """One job, in one process or in each of an `accelerate launch`'s (train/ranks.py).
+
+    `register_offline` records the adapter in the data folder when no gateway answers; the
+    command line passes serve's (train/ never imports serve/); without it, no gateway is an error.
+    """
     ranks = Ranks.from_env()
     ranks.join()
-    store = Store(args.data_dir / "flywheel.db") if ranks.is_main else None
+    store = Store(db_path(args.data_dir)) if ranks.is_main else None
     job = _prepare(args, store, model_path, base_name, ranks) if ranks.is_main else None
     job = ranks.share(job)
     if isinstance(job, int):  # rank 0 refused the job: every rank exits with its status
         return job
-    return _train(args, store, model_path, base_name, job, ranks)
+    return _train(args, store, model_path, base_name, job, ranks, register_offline)
 
 
 def _prepare(
@@ -426,12 +430,13 @@ def _train(
     base_name: str,
     job: PreparedJob,
     ranks: Ranks,
+    register_offline: RegisterOffline | None,
 ) -> int:
     """Train on every rank; rank 0 alone writes progress, the adapter, its lineage, registers."""
     method = methods.get(args.method)
     job_id, params, start = job.id, job.params, job.start
     train_rows, eval_rows, config = job.train_rows, job.eval_rows, job.config
-    run_dir = args.data_dir / "runs" / f"job-{job_id}"
+    run_dir = job_dir(args.data_dir, job_id)
     staging, final = run_dir / "adapter.tmp", run_dir / "adapter"
     if ranks.distributed:
         say(f"job {job_id}: rank {ranks.rank} of {ranks.world_size} training")
@@ -504,7 +509,7 @@ def _train(
         say(f"job {job_id} trained: {final} (to be registered by the gateway)")
         return 0
     try:
-        adapter = _register(args, base_name, model_path, payload)
+        adapter = _register(args, base_name, model_path, payload, register_offline)
     except Exception as exc:
         message = getattr(exc, "message", None) or str(exc)
         store.update_job(job_id, status="failed", error=message)

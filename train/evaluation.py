@@ -110,7 +110,7 @@ def sample_side_by_side(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from serve.hardware import choose_dtype, cpu_threads
+    from common.hardware import choose_dtype, cpu_threads
     from train.lora import SpareCores
 
     # Decoding is hundreds of tiny ops: with more threads than free cores each one waits for a

@@ -14,7 +14,7 @@ import time
 from dataclasses import fields
 from typing import Any
 
-from serve.gateway_client import GatewayRefused, add_gateway_arguments, call
+from common.gateway_client import GatewayRefused, add_gateway_arguments, call
 from train import health_check, recipe
 from train.gate import Decision, GatePolicy, decide
 from train.health_check import HEALTH_PROMPTS, Health

@@ -4,10 +4,11 @@ Each method (`train/dpo.py`, `kto.py`, `reward.py`, `sft.py`) subclasses `TrainP
 knobs and builds its TRL trainer; everything else lives here, so the methods agree on threads,
 dtype, evaluation, early stopping, the best checkpoint, the progress rows and the returned metrics.
 
-Defaults were chosen for SmolLM2-135M-Instruct on a 2-core CPU (FACTS.md): LoRA r16 on all linear
-layers, batch 8, 256 tokens; DPO at lr 5e-4 moved a style preference from ~11 % to ~80 % of answers
-where 1e-4 barely moved it. The dtype follows the CPU (serve/hardware.py): bf16 where it is native
-(DPO step on the default model measured ~2x faster than fp32 on an AMX CPU), fp32 elsewhere.
+Defaults were chosen for SmolLM2-135M-Instruct on a 2-core AVX2 CPU (measured there): LoRA r16
+on all linear layers, batch 8, 256 tokens; DPO at lr 5e-4 moved a style preference from ~11 % to
+~80 % of answers where 1e-4 barely moved it. The dtype follows the CPU (common/hardware.py):
+bf16 where it is native (DPO step on the default model measured ~2x faster than fp32 on an AMX
+CPU), fp32 elsewhere.
 TRL 1.16 turns gradient checkpointing and bf16 autocast on by default, whatever the CPU; both
 are set here explicitly. Torch threads follow the cores other processes leave free (`SpareCores`):
 on 2 cores shared with the engine, a thread waiting for a core holds up every op.
@@ -23,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serve.hardware import choose_dtype, cpu_threads
+from common.hardware import choose_dtype, cpu_threads
 from train.ranks import Ranks
 
 OnLog = Callable[[int, int, dict[str, float]], None]

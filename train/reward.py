@@ -59,7 +59,7 @@ def load_reward_model(model_path: str, adapter_path: str | Path, dtype: str = "a
     import torch
     from peft import PeftModel
 
-    from serve.hardware import choose_dtype
+    from common.hardware import choose_dtype
 
     dtype = choose_dtype() if dtype == "auto" else dtype
     tokenizer = lora.load_tokenizer(str(adapter_path))  # saved with the pad token used in training

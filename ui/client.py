@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 from openai import OpenAI
 
+from common.gateway_client import error_message
+
 # A battle or an answer on a busy 2-core machine can take minutes; connecting should not.
 TIMEOUT = httpx.Timeout(30, read=600)
 
@@ -49,16 +51,9 @@ class Export:
     hint: str | None
 
 
-def _message(resp: httpx.Response) -> str:
-    try:
-        return resp.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        return resp.text or f"HTTP {resp.status_code}"
-
-
 def _check(resp: httpx.Response) -> httpx.Response:
     if resp.status_code >= 400:
-        raise GatewayError(_message(resp), resp.status_code)
+        raise GatewayError(error_message(resp), resp.status_code)
     return resp
 
 
@@ -161,7 +156,7 @@ class GatewayClient:
         with self.http.stream("POST", path, json=body) as resp:
             if resp.status_code >= 400:
                 resp.read()
-                raise GatewayError(_message(resp), resp.status_code)
+                raise GatewayError(error_message(resp), resp.status_code)
             for event in sse_data(resp.iter_bytes()):
                 if "error" in event:
                     raise GatewayError(event["error"].get("message", "the battle failed"))

@@ -34,7 +34,7 @@ def gateway_in_front(stack, data_dir, *flags: str) -> Iterator[str]:
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir / "up.log", "wb") as log:
         gateway = subprocess.Popen(
-            [sys.executable, "-m", "serve.cli", "up", "--no-ui", "--port", str(port),
+            [sys.executable, "-m", "cli", "up", "--no-ui", "--port", str(port),
              "--engine-url", engine_url, "--engine-api-key", stack.engine_key,
              "--data-dir", str(data_dir), *flags],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -133,7 +133,7 @@ def test_health_reports_the_engine(stack):
     body = httpx.get(f"{stack.url}/health").json()
     assert body["status"] == "ok"
     assert body["engine"]["state"] == "ready" and body["engine"]["supervised"] is True
-    from serve.hardware import choose_dtype
+    from common.hardware import choose_dtype
 
     assert body["engine"]["dtype"] == choose_dtype()  # Hardening 16: /health says which
 

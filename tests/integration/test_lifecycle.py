@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serve.default_model import prepare
+from common.default_model import prepare
 from serve.engine import free_port
 from tests.polling import pid_alive, wait_for
 
@@ -75,7 +75,7 @@ def test_crashed_engine_is_restarted_and_a_killed_gateway_takes_it_along(tmp_pat
     url = f"http://127.0.0.1:{port}"
     with open(tmp_path / "up.log", "wb") as log:
         gateway = subprocess.Popen(
-            [sys.executable, "-m", "serve.cli", "up", "--no-ui", "--port", str(port),
+            [sys.executable, "-m", "cli", "up", "--no-ui", "--port", str(port),
              "--data-dir", str(tmp_path / "data")],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip

@@ -93,7 +93,7 @@ def vote_for(stack, candidate: str, opponent: str, candidate_wins: bool) -> None
 
 def test_loop_promotes_a_preferred_candidate_and_retires_a_rejected_one(stack, trained_adapter):
     command = [
-        sys.executable, "-m", "serve.cli", "loop", "--gateway", stack.url, "--rounds", "2",
+        sys.executable, "-m", "cli", "loop", "--gateway", stack.url, "--rounds", "2",
         "--threshold", "0", "--poll", "1", "--name", "it-loop", "--param", "max_steps=1",
         "--param", "batch_size=64",  # one step sees every row: round 1's votes change round 2
         "--min-battles", "3", "--decide-after", "3", "--win-rate", "0.6", "--max-battles", "6",

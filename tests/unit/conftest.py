@@ -12,7 +12,7 @@ def tiny_llama(tmp_path_factory) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from serve.default_model import prepare
+    from common.default_model import prepare
 
     tokenizer = AutoTokenizer.from_pretrained(prepare())  # real tokenizer and chat template
     config = LlamaConfig(

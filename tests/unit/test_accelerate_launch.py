@@ -42,10 +42,10 @@ def judge(store: Store, n: int) -> None:
 
 
 def launch(*train_args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`accelerate launch --config_file configs/accelerate/cpu-ddp.yaml -m serve.cli train ...`"""
+    """`accelerate launch --config_file configs/accelerate/cpu-ddp.yaml -m cli train ...`"""
     command = [
         str(Path(sys.executable).with_name("accelerate")), "launch", "--config_file", str(CONFIG),
-        "-m", "serve.cli", "train", *train_args,
+        "-m", "cli", "train", *train_args,
     ]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 

@@ -58,7 +58,7 @@ def test_a_database_from_before_keys_upgrades(tmp_path):
 
 def test_keys_cli_create_list_revoke(tmp_path):
     def cli(*args):
-        command = [sys.executable, "-m", "serve.cli", "keys", *args, "--data-dir", str(tmp_path)]
+        command = [sys.executable, "-m", "cli", "keys", *args, "--data-dir", str(tmp_path)]
         return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
     created = cli("create", "--name", "bot", "--role", "admin", "--rpm", "5")

@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from serve.cli import make_parser
+from cli.main import make_parser
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "serve.cli", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=60
     )
 
 

@@ -10,13 +10,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from cli.main import make_parser
 from feedback import Store
 from feedback.api_keys import ApiKeys
 from feedback.export_files import jsonl_lines, parquet_metadata
 from feedback.exports import EXPORT_SCHEMA, export_rows
 from feedback.imports import import_bytes
 from serve.auth import ApiKeyAuth, needs_admin
-from serve.cli import make_parser
 from serve.errors import install_error_handlers
 from serve.routes import export
 from tests.unit.test_exports import build_store
@@ -190,7 +190,7 @@ def data_dir(tmp_path):
 @pytest.mark.parametrize("command", ["export", "import"])
 def test_export_and_import_have_help(command):
     result = subprocess.run(
-        [sys.executable, "-m", "serve.cli", command, "--help"],
+        [sys.executable, "-m", "cli", command, "--help"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from cli.main import make_parser
 from feedback import Store
-from serve.cli import make_parser
 from serve.config import TRAIN_LIMITS
 from serve.errors import BadRequest, Conflict
 from serve.jobs import JobRunner

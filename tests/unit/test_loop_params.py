@@ -15,7 +15,7 @@ def test_a_dpo_only_parameter_is_not_sent_to_the_reward_job():
 
 def test_an_unknown_parameter_stops_the_loop_before_it_waits():
     result = subprocess.run(
-        [sys.executable, "-m", "serve.cli", "loop", "--gateway", "http://127.0.0.1:9",
+        [sys.executable, "-m", "cli", "loop", "--gateway", "http://127.0.0.1:9",
          "--param", "epochs=1", "--param", "sft_wieght=1"],
         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
     )  # fmt: skip

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from serve.cli import make_parser
+from cli.main import make_parser
 from serve.config import DEFAULT_MAX_BODY_BYTES, Settings
 from serve.errors import install_error_handlers
 from serve.gateway import create_app

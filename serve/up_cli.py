@@ -1,4 +1,4 @@
-"""`flywheel`: the command line. Each command builds its settings and hands over to a package."""
+"""`flywheel up`: its flags, the settings built from them, and the gateway run on them."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import argparse
 import asyncio
 import logging
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from serve.adapters_cli import add_adapters_parser
+from common.default_model import model_and_name
+from common.layout import add_data_dir_argument
 from serve.config import (
     DEFAULT_ARENA_BATTLES_PER_HOUR,
     DEFAULT_MAX_ADAPTER_BYTES,
@@ -23,20 +22,7 @@ from serve.config import (
     TRAIN_LIMITS,
     VLLM_LORA_RANKS,
     Settings,
-    add_data_dir_argument,
 )
-from serve.default_model import DEFAULT_MODEL_NAME, default_model_dir, prepare
-from serve.export_cli import add_export_parsers
-from serve.keys_cli import add_keys_parser
-
-DEFAULT_GATEWAY = "http://127.0.0.1:8000"
-
-
-def _model_and_name(model: str | None, served_name: str | None) -> tuple[str, str]:
-    """The default model is prepared in the cache on first use; any other is used as given."""
-    if model is None:
-        return str(prepare(default_model_dir())), served_name or DEFAULT_MODEL_NAME
-    return model, served_name or Path(model.rstrip("/")).name
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -46,7 +32,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if problem := engine_arg_problem(args.engine_arg):
         print(f"flywheel up: {problem}", file=sys.stderr)
         return 2
-    model, name = _model_and_name(args.model, args.served_model_name)
+    model, name = model_and_name(args.model, args.served_model_name)
     settings = Settings(
         model=model,
         served_model_name=name,
@@ -82,36 +68,6 @@ def run_event_loop(main) -> int:
     except ImportError:
         return asyncio.run(main)
     return uvloop.run(main)
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from train.cli import run_train
-
-    model, name = _model_and_name(args.model, None)
-    return run_train(args, model, name)
-
-
-def cmd_loop(args: argparse.Namespace) -> int:
-    from serve.gateway_client import GatewayRefused, GatewayUnreachable
-    from train.loop import run_loop
-
-    try:
-        return run_loop(args)
-    except (GatewayUnreachable, GatewayRefused) as exc:
-        print(f"flywheel loop: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-
-
-def cmd_test(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    code = subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args])
-    minutes = (time.monotonic() - started) / 60
-    print(f"flywheel: tests took {minutes:.1f} min (pytest exit code {code})", file=sys.stderr)
-    if code == 5:
-        print("flywheel: pytest collected no tests; that is a failure", file=sys.stderr)
-    return code
 
 
 def train_limit(text: str) -> tuple[str, float]:
@@ -192,15 +148,7 @@ def add_limit_arguments(up: argparse.ArgumentParser) -> None:
     )
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="flywheel",
-        description="Chat with a model, rate answers, train LoRA adapters, serve and compare them.",
-    )
-    sub = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", help="what to run"
-    )
-
+def add_up_parser(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="start the engine, the gateway and the UI")
     up.add_argument("--model", help="HF model folder or hub id (default: SmolLM2-135M-Instruct)")
     up.add_argument("--served-model-name", help="the base model's name in /v1/models")
@@ -242,44 +190,3 @@ def make_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-ui", action="store_true", help="serve the API only")
     add_limit_arguments(up)
     up.set_defaults(func=cmd_up)
-
-    train = sub.add_parser("train", help="train a LoRA adapter from the stored judgements")
-    from train.cli import add_train_arguments
-
-    add_train_arguments(train)
-    train.set_defaults(func=cmd_train)
-
-    loop = sub.add_parser(
-        "loop",
-        help="train, battle and promote unattended as judgements come in",
-        description="Each round: wait for --threshold new judgements, train a candidate, let "
-        "the arena judge it against the live model, then promote or retire it (the gate's "
-        "rules below). Runs against a running gateway; every decision is recorded with its "
-        "reason (GET /v1/loop/decisions).",
-    )
-    from train.loop import add_loop_arguments
-
-    add_loop_arguments(loop)
-    loop.set_defaults(func=cmd_loop)
-
-    add_adapters_parser(sub)
-    add_keys_parser(sub)
-    add_export_parsers(sub)
-
-    test = sub.add_parser("test", help="run the test suite (pytest arguments pass through)")
-    test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments for pytest")
-    test.set_defaults(func=cmd_test)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["test"] and not {"-h", "--help"} & set(argv[1:2]):
-        # everything after `test` belongs to pytest, verbatim and in order
-        sys.exit(cmd_test(argparse.Namespace(pytest_args=argv[1:])))
-    args = make_parser().parse_args(argv)
-    sys.exit(args.func(args))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,5 @@
-"""How CLI commands talk to a running gateway: one call, one clear error."""
+"""How the command line talks to a running gateway: one call, one clear error (the UI reads
+errors the same way)."""
 
 from __future__ import annotations
 
@@ -46,9 +47,14 @@ def call(
     except httpx.ConnectError:
         raise GatewayUnreachable(args.gateway) from None
     if resp.status_code >= 400:
-        try:
-            message = resp.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = resp.text[:500]
-        raise GatewayRefused(resp.status_code, message)
+        raise GatewayRefused(resp.status_code, error_message(resp))
     return resp.json()
+
+
+def error_message(resp: httpx.Response) -> str:
+    """The message of the gateway's OpenAI-shaped error body; else the body's start, else the
+    status (a proxy in between may answer with HTML or nothing)."""
+    try:
+        return resp.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return resp.text[:500] or f"HTTP {resp.status_code}"

@@ -48,7 +48,12 @@ def _download_gguf(work: Path) -> Path:
 
 
 def _convert(gguf_path: Path, out_dir: Path) -> None:
-    """Dequantize the GGUF into bfloat16 safetensors (see FACTS.md for why the detour)."""
+    """Dequantize the GGUF into bfloat16 safetensors.
+
+    The detour: transformers reads the GGUF (`gguf_file=`, with the `gguf` package), but its
+    `save_pretrained` refuses a config that still carries the gguf quantization flag, so the
+    weights are loaded into a fresh model built from the cleaned config, then saved.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -84,6 +89,14 @@ def prepare(model_dir: Path | None = None) -> Path:
             shutil.rmtree(model_dir)
         staged.rename(model_dir)
     return model_dir
+
+
+def model_and_name(model: str | None, served_name: str | None) -> tuple[str, str]:
+    """`--model` and the name it is served under: the default model is prepared in the cache
+    on first use; any other is used as given, named after its folder unless named."""
+    if model is None:
+        return str(prepare(default_model_dir())), served_name or DEFAULT_MODEL_NAME
+    return model, served_name or Path(model.rstrip("/")).name
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,9 +9,10 @@ fixed to the initial model; TRL #1824). Its log-probs are computed once up front
 
 Speed on a CPU (bench/train.py, docs/benchmarks.md), each step computing the same loss and
 gradients: no gradient checkpointing (lora.config_kwargs); the backbone skips the padding
-(`lora.run_unpadded`: chosen and rejected answers differ most in length); the LM head scores only
-the answer tokens, in plain ops on a CPU (`lm_head.cpu_lm_head`); under bf16 autocast, PEFT does
-not cast each LoRA input up to the adapter's fp32 only for autocast to cast it back to bf16.
+(`unpadded.run_unpadded`: chosen and rejected answers differ most in length); the LM head scores
+only the answer tokens, in plain ops on a CPU (`lm_head.cpu_lm_head`); under bf16 autocast, PEFT
+does not cast each LoRA input up to the adapter's fp32 only for autocast to cast it back to
+bf16.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from train import lora
+from train import lora, unpadded
 from train.evaluation import preference_eval
 from train.lm_head import cpu_lm_head
 from train.lora import OnLog, TrainParams
@@ -89,7 +90,7 @@ def train(
     ref_model = lora.load_model(model_path, dtype) if init_adapter is not None else None
     for each in (model, ref_model):
         if each is not None:
-            lora.run_unpadded(each)
+            unpadded.run_unpadded(each)
     run = lora.Run("dpo", params, on_log, train_rows, eval_rows, init_adapter)
     config = DPOConfig(
         **lora.config_kwargs(params, out_dir, len(train_rows), bool(eval_rows), dtype),

@@ -111,7 +111,7 @@ def sample_side_by_side(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from common.hardware import choose_dtype, cpu_threads
-    from train.lora import SpareCores
+    from train.spare_cores import SpareCores
 
     # Decoding is hundreds of tiny ops: with more threads than free cores each one waits for a
     # queued thread. Beside a busy engine, 4 prompts took 15+ minutes with 2 threads on 2 cores.

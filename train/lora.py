@@ -16,9 +16,7 @@ on 2 cores shared with the engine, a thread waiting for a core holds up every op
 
 from __future__ import annotations
 
-import os
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 
 from common.hardware import choose_dtype, cpu_threads
 from train.ranks import Ranks
+from train.spare_cores import SpareCores
 
 OnLog = Callable[[int, int, dict[str, float]], None]
 """`on_log(step, total_steps, row)`: called for every logged row, train and eval alike."""
@@ -114,64 +113,6 @@ class TrainParams:
         return asdict(self)
 
 
-def machine_busy_seconds(stat: str | None = None) -> float:
-    """CPU seconds all processes have used since boot, every core together (/proc/stat)."""
-    if stat is None:
-        try:
-            stat = Path("/proc/stat").read_text()
-        except OSError:
-            return 0.0
-    # cpu  user nice system idle iowait irq softirq steal ... (in USER_HZ, 100 per second)
-    ticks = [int(x) for x in stat.splitlines()[0].split()[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def spare_threads(cores: int, others: float) -> int:
-    """Torch threads that fit beside `others` cores' worth of other processes' work (at least 1)."""
-    return max(1, min(cores, int(cores - others + 0.5)))
-
-
-class SpareCores:
-    """Torch threads following the cores other processes leave free, re-decided at every step.
-
-    Every torch op waits for its slowest thread: with more threads than free cores, one is always
-    queued behind another process, and the rest spin. Measured here (2 cores, a busy vLLM and
-    another job beside it): a DPO step took 3x the wall time, and 3x the CPU, with 2 threads as
-    with 1. On an idle machine all cores are used, as before.
-    """
-
-    def __init__(self, cores: int, sample_s: float = 0.2) -> None:
-        self.cores = cores
-        self.last = self._now()
-        time.sleep(sample_s)  # the others' load before this process starts computing
-        self.update()
-
-    @staticmethod
-    def _now() -> tuple[float, float, float]:
-        return machine_busy_seconds(), time.process_time(), time.monotonic()
-
-    def update(self) -> int:
-        import torch
-
-        now = self._now()
-        busy, ours, wall = (a - b for a, b in zip(now, self.last, strict=True))
-        self.last = now
-        threads = spare_threads(self.cores, max(0.0, busy - ours) / wall) if wall > 0 else 1
-        torch.set_num_threads(threads)
-        return threads
-
-    def callback(self):
-        from transformers import TrainerCallback
-
-        spare = self
-
-        class Follow(TrainerCallback):
-            def on_step_begin(self, args, state, control, **kwargs):
-                spare.update()
-
-        return Follow()
-
-
 def setup(params: TrainParams):
     """Threads, seed and dtype for the run; returns the torch dtype to load the model in."""
     import torch
@@ -240,86 +181,6 @@ def continue_from(model, init_adapter: str | Path | None):
 def peft_config_for(params: TrainParams, model, init_adapter, task_type="CAUSAL_LM", **extra):
     """A fresh LoRA for TRL to apply, or None when the model already carries `init_adapter`."""
     return None if init_adapter is not None else lora_config(params, model, task_type, **extra)
-
-
-def length_groups(lengths: list[int], group_cost: int = 32, max_groups: int = 4) -> list[list[int]]:
-    """Row indices in groups of similar length, chosen to compute the fewest padded tokens.
-
-    A batch pads every row to its longest one; a DPO batch holds each pair's chosen and rejected
-    answers, whose lengths differ most. Each group costs its rows x its longest row, plus
-    `group_cost` tokens for the extra forward (Python overhead, smaller matmuls).
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    size = [lengths[i] for i in order]
-    n = len(order)
-    inf = float("inf")
-    # best[k][j]: cheapest split of the j longest rows into k groups; cut[k][j]: start of the last
-    best = [[inf] * (n + 1) for _ in range(max_groups + 1)]
-    cut = [[0] * (n + 1) for _ in range(max_groups + 1)]
-    best[0][0] = 0
-    for k in range(1, max_groups + 1):
-        for j in range(1, n + 1):
-            for i in range(j):
-                cost = best[k - 1][i] + (j - i) * size[i] + group_cost
-                if cost < best[k][j]:
-                    best[k][j], cut[k][j] = cost, i
-    k = min(range(1, max_groups + 1), key=lambda g: best[g][n])
-    groups, j = [], n
-    while k:
-        i = cut[k][j]
-        groups.append(order[i:j])
-        j, k = i, k - 1
-    return groups[::-1]
-
-
-def run_unpadded(model) -> None:
-    """Run `model`'s backbone on groups of rows of similar length, each cut to its longest row.
-
-    The same hidden states at every real token (zeros at padding, which nothing reads: TRL masks
-    it out), without computing the padding: on a DPO batch of short rejected and long chosen
-    answers that is ~20 % of the tokens. Only right-padded 2D masks without caches or extra
-    outputs are split; anything else runs as before.
-    """
-    import torch
-    import torch.nn.functional as F
-    from peft import PeftModel
-
-    backbone = (model.get_base_model() if isinstance(model, PeftModel) else model).base_model
-    forward = backbone.forward
-    extras = ("inputs_embeds", "past_key_values", "position_ids", "cache_position")
-    outputs = ("output_attentions", "output_hidden_states", "output_router_logits")
-
-    def unpadded(*args: Any, input_ids=None, attention_mask=None, **kwargs: Any):
-        plain = args or input_ids is None or attention_mask is None or attention_mask.dim() != 2
-        plain = plain or kwargs.get("return_dict") is False
-        if (
-            plain
-            or any(kwargs.get(k) is not None for k in extras)
-            or any(kwargs.get(k) for k in outputs)
-        ):
-            return forward(*args, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        lengths = attention_mask.sum(dim=1)
-        width = attention_mask.size(1)
-        positions = torch.arange(width, device=attention_mask.device)
-        right_padded = torch.equal(attention_mask.bool(), positions < lengths.unsqueeze(1))
-        groups = length_groups(lengths.tolist()) if right_padded else []
-        if len(groups) < 2:
-            return forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        parts, order = [], []
-        for rows in groups:
-            index = torch.tensor(rows, device=input_ids.device)
-            cut = max(1, int(lengths[index].max()))
-            out = forward(
-                input_ids=input_ids[index, :cut],
-                attention_mask=attention_mask[index, :cut],
-                **kwargs,
-            )
-            parts.append(F.pad(out.last_hidden_state, (0, 0, 0, width - cut)))
-            order += rows
-        inverse = torch.argsort(torch.tensor(order, device=input_ids.device))  # back to batch order
-        return type(out)(last_hidden_state=torch.cat(parts)[inverse])
-
-    backbone.forward = unpadded
 
 
 def checkpoints_dir(out_dir: Path) -> Path:

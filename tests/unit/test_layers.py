@@ -1,11 +1,11 @@
 """The packages' layers, read from the code's imports (every `import`, at any depth).
 
-    cli/            the command line: may import anything below
-    serve/  train/  never each other: training runs as a child process of the gateway;
-                    serve/ mounts ui/'s app on the gateway
-    ui/             an HTTP client of the gateway: neither feedback/ nor train/ (nor serve/)
-    feedback/       the store: none of the above
-    common/         shared by serve/ and train/: none of the above, not even feedback/
+cli/            the command line: may import anything below
+serve/  train/  never each other: training runs as a child process of the gateway;
+                serve/ mounts ui/'s app on the gateway
+ui/             an HTTP client of the gateway: neither feedback/ nor train/ (nor serve/)
+feedback/       the store: none of the above
+common/         shared by serve/ and train/: none of the above, not even feedback/
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from serve.adapter_checks import describe_base, validate_adapter
 from train.dpo import DpoParams, train
-from train.lora import length_groups
+from train.unpadded import length_groups
 
 PAIRS = [
     {
@@ -122,7 +122,8 @@ def test_the_unpadded_backbone_gives_the_same_hidden_states_and_gradients(tiny_l
     import torch
     from transformers import AutoModelForCausalLM
 
-    from train.lora import load_tokenizer, run_unpadded
+    from train.lora import load_tokenizer
+    from train.unpadded import run_unpadded
 
     tokenizer = load_tokenizer(str(tiny_llama))
     tokenizer.padding_side = "right"

@@ -239,22 +239,24 @@ def test_nonsense_hyperparameters_are_refused_by_name():
 def test_threads_follow_the_cores_other_processes_leave_free(monkeypatch):
     import torch
 
-    from train import lora
+    from train import spare_cores
 
     stat = "cpu  100 5 50 1000 20 1 2 3 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"
     ticks = os.sysconf("SC_CLK_TCK")
-    assert lora.machine_busy_seconds(stat) == pytest.approx(161 / ticks)  # idle, iowait left out
-    assert [lora.spare_threads(2, load) for load in (0.0, 0.4, 0.6, 1.7, 5.0)] == [2, 2, 1, 1, 1]
-    assert lora.spare_threads(16, 4.2) == 12
+    busy_s = spare_cores.machine_busy_seconds(stat)
+    assert busy_s == pytest.approx(161 / ticks)  # idle, iowait left out
+    threads = [spare_cores.spare_threads(2, load) for load in (0.0, 0.4, 0.6, 1.7, 5.0)]
+    assert threads == [2, 2, 1, 1, 1]
+    assert spare_cores.spare_threads(16, 4.2) == 12
     busy = iter([0.0, 1.5, 1.5])  # others used 1.5 cores over the first second, none after
     clock = iter([0.0, 1.0, 2.0])
-    monkeypatch.setattr(lora, "machine_busy_seconds", lambda: next(busy))
-    monkeypatch.setattr(lora.time, "monotonic", lambda: next(clock))
-    monkeypatch.setattr(lora.time, "process_time", lambda: 0.0)
-    monkeypatch.setattr(lora.time, "sleep", lambda s: None)
+    monkeypatch.setattr(spare_cores, "machine_busy_seconds", lambda: next(busy))
+    monkeypatch.setattr(spare_cores.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(spare_cores.time, "process_time", lambda: 0.0)
+    monkeypatch.setattr(spare_cores.time, "sleep", lambda s: None)
     before = torch.get_num_threads()
     try:
-        spare = lora.SpareCores(2)
+        spare = spare_cores.SpareCores(2)
         assert torch.get_num_threads() == 1
         assert spare.update() == 2 and torch.get_num_threads() == 2
     finally:

@@ -101,9 +101,9 @@ class JobRunner:
 
     def _fail_orphans(self) -> None:
         """Jobs left `running` by a gateway that died. The child stops itself when its gateway
-        dies (train/cli.py `stop_with_gateway`), but one that outlived it (or its workers) is
-        stopped here, so a new job never trains beside it; it is recognised by its job id on
-        its command line."""
+        dies (train/job_process.py `stop_with_gateway`), but one that outlived it (or its
+        workers) is stopped here, so a new job never trains beside it; it is recognised by its
+        job id on its command line."""
         rows = self.store.query("select id, pgid from jobs where status in ('queued', 'running')")
         for row in rows:
             stopped = row["pgid"] and stop_orphan(row["pgid"], row["id"])
@@ -178,7 +178,7 @@ class JobRunner:
             command += ["--samples", str(samples)]
         if self.registry.engine_url:  # best-of-n samples from the engine itself
             command += ["--engine-url", self.registry.engine_url]
-        # the job ends with this gateway, even a `kill -9` of it (train/cli.py stop_with_gateway)
+        # the job ends with this gateway, even a `kill -9` of it (train/job_process.py)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "FLYWHEEL_GATEWAY_PID": str(os.getpid())}
         if self.engine_api_key:  # in the environment: a command line is readable by all
             env[ENGINE_KEY_ENV] = self.engine_api_key

@@ -11,12 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +25,8 @@ from common.layout import REGISTRATION_FILE, add_data_dir_argument, db_path, job
 from feedback import Store
 from feedback.exports import DEFAULT_EVAL_FRACTION, export_rows, row_split
 from train import methods, recipe
+from train.job_process import cancel_on_sigterm, stop_with_gateway
+from train.job_start import judged_since, newest_reward_model, start_adapter
 from train.lora import TrainParams
 from train.ranks import Ranks
 
@@ -142,60 +141,6 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _start_adapter(args, store: Store) -> dict[str, Any] | None:
-    """The adapter version to continue from (None: a new LoRA on the base model)."""
-    base = args.base
-    if base in ("base", "", None):
-        return None
-    if args.method == "reward":
-        return _start_reward_model(args, store)
-    if base == "live":
-        return store.live_adapter()  # None while the base model itself is live
-    if "@" in base:
-        row = store.adapter(base)
-    else:
-        versions = [r for r in store.adapters() if r["name"] == base]
-        live = [r for r in versions if r["status"] == "live"]
-        row = (live or versions or [None])[-1]
-    if row is None or row["status"] == "retired":
-        raise ValueError(f"--base {base}: no such adapter; `flywheel adapters list` shows them")
-    return row
-
-
-def _start_reward_model(args, store: Store) -> dict[str, Any] | None:
-    """A reward job continues a reward model, never a chat adapter: live is the newest one."""
-    if args.base != "live":
-        raise ValueError(
-            f"--base {args.base}: a reward model continues from base or live "
-            "(the newest reward model)"
-        )
-    newest = _newest_reward_model(args, store)
-    if newest is None:
-        return None
-    job_id, path = newest
-    return {"path": str(path), "engine_name": f"reward-job{job_id}", "job_id": job_id}
-
-
-def _newest_reward_model(args, store: Store) -> tuple[int, Path] | None:
-    """The newest succeeded reward job whose model is still on disk: (job id, its folder)."""
-    jobs = store.query(
-        "select id from jobs where method = 'reward' and status = 'succeeded' order by id desc"
-    )
-    for job in jobs:
-        path = job_dir(args.data_dir, job["id"]) / "adapter"
-        if path.is_dir():
-            return job["id"], path
-    return None
-
-
-def _judged_since(args, store: Store, start: dict[str, Any] | None) -> str | None:
-    """When continuing: the continued model's job start (it was trained on what came before)."""
-    if start is None or args.all_judgements or not start.get("job_id"):
-        return None
-    job = store.job(start["job_id"])
-    return job["created_at"] if job else None
-
-
 def _register(
     args, base_name: str, model_path: str, payload: dict, offline: RegisterOffline | None
 ) -> dict:
@@ -219,7 +164,7 @@ def _synthetic_pairs(
         reward_job = args.reward_job
         reward_path = job_dir(args.data_dir, reward_job) / "adapter"
     else:
-        reward_job, reward_path = _newest_reward_model(args, store) or (None, None)
+        reward_job, reward_path = newest_reward_model(args, store) or (None, None)
     if reward_path is None or not reward_path.is_dir():
         raise ValueError(
             "no reward model: train one first (flywheel train --method reward), "
@@ -254,37 +199,6 @@ def _synthetic_pairs(
             f"({threshold:.2f}, from {min(len(human), ANCHOR_PAIRS)} human pairs)"
         )
     return rows
-
-
-def _cancel_on_sigterm() -> None:
-    """SIGTERM (a cancel from the gateway) unwinds like Ctrl-C: the job ends `cancelled`."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-GATEWAY_PID_ENV = "FLYWHEEL_GATEWAY_PID"
-
-
-def stop_with_gateway() -> None:
-    """A job the gateway started ends when the gateway does, even by `kill -9`: a watcher
-    thread sees its parent change (it is re-parented) and cancels the job as a cancel would
-    (a rank under `accelerate launch` watches the launcher; a gateway restarted after a crash
-    stops whatever is left of the job's process group).
-    (Not PR_SET_PDEATHSIG: that follows the thread that started the child, and the gateway
-    starts jobs from a worker thread, which may end long before the job.)"""
-    if not os.environ.get(GATEWAY_PID_ENV):
-        return
-    parent = os.getppid()  # the gateway, or under `accelerate launch` the launcher
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, daemon=True, name="stop-with-gateway").start()
 
 
 def _save_samples(args, model_path: str, adapter: Path, eval_rows: list, train_rows: list) -> None:
@@ -338,25 +252,39 @@ def run_train(
     return _train(args, store, model_path, base_name, job, ranks, register_offline)
 
 
+class JobRefused(Exception):
+    """Nothing to train, or a setting that cannot be: said once, recorded on the job, exit 2."""
+
+
 def _prepare(
     args: argparse.Namespace, store: Store, model_path: str, base_name: str, ranks: Ranks
 ) -> PreparedJob | int:
     """Rows, parameters and the job row (rank 0 only); an exit status when there is no job."""
+    try:
+        return _read_job(args, store, model_path, base_name, ranks)
+    except JobRefused as exc:
+        say(str(exc))
+        if args.job_id:
+            store.update_job(args.job_id, status="failed", error=str(exc))
+        return 2
+
+
+def _read_job(
+    args: argparse.Namespace, store: Store, model_path: str, base_name: str, ranks: Ranks
+) -> PreparedJob:
+    """The job's parameters and rows from the store, its row created or marked running."""
     job_id = args.job_id
     try:
         params = methods.load_params(
             args.method, args.config, {k: getattr(args, k, None) for k in vars(args)}
         )
-        start = _start_adapter(args, store)
-        since = _judged_since(args, store, start)
+        start = start_adapter(args, store)
+        since = judged_since(args, store, start)
         export = export_rows(
             store, args.method, split="all", since=since, eval_fraction=args.eval_fraction
         )
     except (ValueError, OSError) as exc:
-        say(str(exc))
-        if job_id:
-            store.update_job(job_id, status="failed", error=str(exc))
-        return 2
+        raise JobRefused(str(exc)) from exc
     train_rows = [
         r for r in export.rows if row_split(args.method, r, args.eval_fraction) == "train"
     ]
@@ -370,20 +298,14 @@ def _prepare(
             )
         if export.rows:
             message = f"all {len(export.rows)} rows fell in the eval split; lower --eval-fraction"
-        say(message)
-        if job_id:
-            store.update_job(job_id, status="failed", error=message)
-        return 2
+        raise JobRefused(message)
 
     synthetic: list[dict[str, Any]] = []
     if args.synthetic_pairs and args.method == "dpo":
         try:
             synthetic = _synthetic_pairs(args, store, model_path, base_name, start, train_rows)
         except (ValueError, OSError, GatewayUnreachable) as exc:
-            say(f"best-of-n: {exc}")
-            if job_id:
-                store.update_job(job_id, status="failed", error=f"best-of-n: {exc}")
-            return 2
+            raise JobRefused(f"best-of-n: {exc}") from exc
         say(f"best-of-n: {len(synthetic)} synthetic pairs added to {len(train_rows)} human ones")
         train_rows = train_rows + synthetic
 
@@ -444,7 +366,7 @@ def _train(
     def on_log(step: int, total: int, metrics: dict) -> None:
         store.append_job_metrics(job_id, step, total, _finite(metrics))
 
-    _cancel_on_sigterm()
+    cancel_on_sigterm()
     stop_with_gateway()
     try:
         metrics = _finite(

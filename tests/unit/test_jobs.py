@@ -96,8 +96,8 @@ def test_a_job_stops_when_its_gateway_is_killed(tmp_path):
     import signal
 
     child = (
-        "import time; from train.cli import stop_with_gateway, _cancel_on_sigterm\n"
-        "_cancel_on_sigterm(); stop_with_gateway()\n"
+        "import time; from train.job_process import stop_with_gateway, cancel_on_sigterm\n"
+        "cancel_on_sigterm(); stop_with_gateway()\n"
         "try:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('cancelled')\n"
     )
     gateway = (  # stands for the gateway: starts the job, then is killed

@@ -58,8 +58,13 @@ class AdapterRegistry:
         on_load: Callable[[str], None] | None = None,
         adapter_roots: Sequence[Path] = (),
         limits: AdapterLimits | None = None,
+        *,
+        keys_exist: Callable[[], bool],
     ):
         self.store = store
+        # Whether any API key is active: then only the data dir and the given roots are
+        # accepted (`allowed_roots`). Asked at each registration: a key may be made any time.
+        self.keys_exist = keys_exist
         self.adapter_roots = [Path(p) for p in adapter_roots]  # besides the data dir
         self.limits = limits or AdapterLimits()
         self.on_load = on_load  # called with "ok" or "failed" after every load attempt
@@ -143,7 +148,7 @@ class AdapterRegistry:
         Once an API key exists, or an `--adapter-root` was given, only the data dir (the
         folder holding the managed store) and the given roots are accepted.
         """
-        if not self.adapter_roots and not ApiKeys(self.store).any_active():
+        if not self.adapter_roots and not self.keys_exist():
             return None
         return [self.root.parent, *self.adapter_roots]
 
@@ -359,12 +364,14 @@ class AdapterRegistry:
 def register_offline(data_dir: Path, base_name: str, base_model: str, payload: dict) -> dict:
     """Record an adapter trained while no gateway runs (`flywheel train` without `up`): it is
     checked and copied as over HTTP, and the next `flywheel up` loads it."""
+    store = Store(db_path(data_dir))
     registry = AdapterRegistry(
-        Store(db_path(data_dir)),
+        store,
         root=data_dir / "adapters",
         base_name=base_name,
         base_model=base_model,
         max_rank=DEFAULT_MAX_LORA_RANK,  # what the next `flywheel up` will accept
+        keys_exist=ApiKeys(store).any_active,  # the same folder rules as the next `up`
     )
     lineage = {k: v for k, v in payload.items() if k not in ("name", "path")}
     return asyncio.run(registry.register(payload["name"], Path(payload["path"]), **lineage))

@@ -60,6 +60,7 @@ httpx (5 s) and aiohttp (15 s); browsers resend such a request themselves."""
 
 def build_services(settings: Settings, engine: Engine | None = None) -> Services:
     store = Store(settings.db_path)
+    keys = ApiKeys(store)
     engine = engine or Engine(settings)
     metrics = GatewayMetrics()
     registry = AdapterRegistry(
@@ -73,6 +74,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         on_load=lambda result: metrics.adapter_loads.labels(result).inc(),
         adapter_roots=settings.adapter_roots,
         limits=AdapterLimits(settings.max_adapter_bytes, settings.max_adapter_files),
+        keys_exist=keys.any_active,
     )
     exchange_log = ExchangeLogger(
         store,
@@ -81,18 +83,18 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         on_dropped=metrics.exchanges_dropped.inc,
     )
     metrics.watch_queue(exchange_log.queue.qsize)
-    engine_client = EngineClient(engine.url, engine.headers)
     return Services(
-        settings,
-        store,
-        engine,
-        registry,
-        exchange_log,
-        engine_client,
-        metrics,
-        Arena(store),
-        GroupCommit(store),
-        JobRunner(
+        settings=settings,
+        store=store,
+        keys=keys,
+        engine=engine,
+        registry=registry,
+        exchange_log=exchange_log,
+        engine_client=EngineClient(engine.url, engine.headers),
+        metrics=metrics,
+        arena=Arena(store),
+        writes=GroupCommit(store),
+        jobs=JobRunner(
             store,
             registry,
             settings.data_dir,
@@ -129,7 +131,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.add_middleware(JsonBodies, max_body_bytes=settings.max_body_bytes)
     # Keyless "local mode" only on loopback: a public gateway stays closed if its last key goes.
     local_mode = _is_loopback(settings.host)
-    app.add_middleware(ApiKeyAuth, keys=ApiKeys(services.store), local_mode=local_mode)
+    app.add_middleware(ApiKeyAuth, keys=services.keys, local_mode=local_mode)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     install_error_handlers(app)
     for module in (openai, feedback, export, arena, adapters, train, loop):
@@ -219,7 +221,7 @@ async def run_up(settings: Settings) -> int:
         say(f"an earlier flywheel database is in {earlier}: to keep using it pass --data-dir "
             f"{earlier}, or move that folder to {settings.data_dir}")  # fmt: skip
     services = build_services(settings)
-    if not ApiKeys(services.store).any_active():
+    if not services.keys.any_active():
         if not _is_loopback(settings.host):
             say(
                 f"binding {settings.host} without API keys would open the API to the network; "

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from feedback import Store
+from feedback.api_keys import ApiKeys
 from feedback.arena import Arena
 from serve.adapters import AdapterRegistry
 from serve.config import Settings
@@ -19,10 +20,11 @@ from serve.jobs import JobRunner
 from serve.metrics import GatewayMetrics
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Services:
     settings: Settings
     store: Store
+    keys: ApiKeys  # who may call; none active on loopback: keyless local mode
     engine: Engine
     registry: AdapterRegistry
     exchange_log: ExchangeLogger

@@ -49,7 +49,13 @@ def registry(tmp_path) -> AdapterRegistry:
     add_adapter(store, "tone", status="live")
     add_adapter(store, "new")
     registry = AdapterRegistry(
-        store, tmp_path, BASE, f"/m/{BASE}", max_rank=16, engine_url="http://127.0.0.1:9"
+        store,
+        tmp_path,
+        BASE,
+        f"/m/{BASE}",
+        max_rank=16,
+        engine_url="http://127.0.0.1:9",
+        keys_exist=lambda: False,
     )
     registry.loaded = {"tone@1", "new@1"}  # what the engine had before it died
     return registry

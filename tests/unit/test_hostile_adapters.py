@@ -442,6 +442,7 @@ def serving(tmp_path, base, monkeypatch):
         str(base),
         max_rank=16,
         engine_url="http://127.0.0.1:9",  # nothing listens: any real call would fail
+        keys_exist=lambda: False,
     )
     loads: list[str] = []
 
@@ -531,7 +532,9 @@ def test_weights_changed_after_the_checks_are_refused(tmp_path, serving):
 
 
 def test_local_mode_accepts_any_readable_folder(tmp_path, base):
-    registry = AdapterRegistry(Store(None), tmp_path / "data" / "adapters", BASE, str(base), 16)
+    registry = AdapterRegistry(
+        Store(None), tmp_path / "data" / "adapters", BASE, str(base), 16, keys_exist=lambda: False
+    )
     assert registry.allowed_roots() is None
     assert run(registry.register("x", make_adapter(tmp_path / "elsewhere" / "a")))["version"] == 1
 
@@ -541,7 +544,13 @@ def test_once_a_key_exists_only_the_data_dir_and_given_roots_are_accepted(tmp_pa
     ApiKeys(store).create("ops", "admin")
     data = tmp_path / "data"
     registry = AdapterRegistry(
-        store, data / "adapters", BASE, str(base), 16, adapter_roots=[tmp_path / "shared"]
+        store,
+        data / "adapters",
+        BASE,
+        str(base),
+        16,
+        adapter_roots=[tmp_path / "shared"],
+        keys_exist=ApiKeys(store).any_active,
     )
     with pytest.raises(AdapterRejected, match=r"outside the folders .* `--adapter-root DIR`"):
         run(registry.register("x", make_adapter(tmp_path / "elsewhere" / "a")))
@@ -559,6 +568,7 @@ def test_a_given_root_restricts_even_in_local_mode(tmp_path, base):
         str(base),
         16,
         adapter_roots=[tmp_path / "ok"],
+        keys_exist=lambda: False,
     )
     with pytest.raises(AdapterRejected, match="outside"):
         run(registry.register("x", make_adapter(tmp_path / "elsewhere")))
@@ -573,6 +583,7 @@ def test_a_link_from_an_allowed_root_to_elsewhere_is_outside(tmp_path, base):
         str(base),
         16,
         adapter_roots=[tmp_path / "ok"],
+        keys_exist=lambda: False,
     )
     make_adapter(tmp_path / "elsewhere")
     (tmp_path / "ok").mkdir()

@@ -15,7 +15,9 @@ def registry(tmp_path) -> AdapterRegistry:
             {"name": "tone", "version": version, "engine_name": f"tone@{version}", "status": status}
         )
     store.add_adapter({"name": "new", "version": 1, "engine_name": "new@1", "status": "candidate"})
-    return AdapterRegistry(store, tmp_path, "Base-1", "/m/Base-1", max_rank=16)
+    return AdapterRegistry(
+        store, tmp_path, "Base-1", "/m/Base-1", max_rank=16, keys_exist=lambda: False
+    )
 
 
 def test_base_by_name_and_alias(registry):

@@ -30,7 +30,9 @@ def make_adapter(path: Path, seed: int = 0, targets=("q_proj",)) -> Path:
 
 @pytest.fixture
 def registry(tmp_path) -> AdapterRegistry:
-    return AdapterRegistry(Store(None), tmp_path / "managed", BASE, f"/m/{BASE}", max_rank=16)
+    return AdapterRegistry(
+        Store(None), tmp_path / "managed", BASE, f"/m/{BASE}", max_rank=16, keys_exist=lambda: False
+    )
 
 
 def run(coro):
@@ -123,7 +125,9 @@ def test_symlinks_and_unknown_target_modules_are_refused(tmp_path):
     base.mkdir()
     save_file({"model.layers.0.self_attn.q_proj.weight": torch.zeros(2, 2)},
               str(base / "model.safetensors"))  # fmt: skip
-    registry = AdapterRegistry(Store(None), tmp_path / "managed", BASE, str(base), max_rank=16)
+    registry = AdapterRegistry(
+        Store(None), tmp_path / "managed", BASE, str(base), max_rank=16, keys_exist=lambda: False
+    )
     with pytest.raises(AdapterRejected, match="do not exist"):
         run(registry.register("x", make_adapter(tmp_path / "t", targets=("q_proj", "mlp_x"))))
     linked = make_adapter(tmp_path / "l")
@@ -163,7 +167,12 @@ def test_an_adapter_peft_wrote_with_full_module_paths_is_served(tiny_llama, tmp_
         names = list(weights.keys())
     assert names and all(".layers.1." in name for name in names)  # lora_layers=1: the top
     registry = AdapterRegistry(
-        Store(None), tmp_path / "managed", tiny_llama.name, str(tiny_llama), max_rank=16
+        Store(None),
+        tmp_path / "managed",
+        tiny_llama.name,
+        str(tiny_llama),
+        max_rank=16,
+        keys_exist=lambda: False,
     )
     run(registry.register("full-paths", tmp_path / "adapter"))
     assert [a["name"] for a in registry.store.adapters()] == ["full-paths"]

@@ -41,12 +41,12 @@ def main() -> None:
     from common.default_model import prepare
     from common.hardware import choose_dtype
     from train.evaluation import reward_scores
-    from train.reward import _load, load_reward_model
+    from train.reward import load_reward_model, load_scoring_model
 
     model_path = str(prepare())
     merged, tokenizer = load_reward_model(model_path, args.adapter)
     dtype = getattr(torch, choose_dtype())
-    base = _load(model_path, dtype, None, tokenizer.pad_token_id)
+    base = load_scoring_model(model_path, dtype, None, tokenizer.pad_token_id)
     unmerged = PeftModel.from_pretrained(base, str(args.adapter)).eval()
     sides = {"unmerged": unmerged, "merged": merged}
     convs = conversations(args.answers)

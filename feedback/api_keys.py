@@ -46,22 +46,16 @@ class ApiKeys:
         return self.get(key_id), secret
 
     def get(self, key_id: int) -> dict[str, Any] | None:
-        with self.store._lock:
-            rows = list(
-                self.store.db.query(f"select {PUBLIC_COLUMNS} from api_keys where id = ?", [key_id])
-            )
+        rows = self.store.query(f"select {PUBLIC_COLUMNS} from api_keys where id = ?", [key_id])
         return rows[0] if rows else None
 
     def verify(self, secret: str) -> dict[str, Any] | None:
         """The active key for this secret, or None. Hashes are compared in constant time."""
-        with self.store._lock:
-            rows = list(
-                self.store.db.query(
-                    "select id, role, rpm, rater, hash from api_keys "
-                    "where prefix = ? and revoked_at is null",
-                    [secret[:PREFIX_LENGTH]],
-                )
-            )
+        rows = self.store.query(
+            "select id, role, rpm, rater, hash from api_keys "
+            "where prefix = ? and revoked_at is null",
+            [secret[:PREFIX_LENGTH]],
+        )
         for row in rows:
             if hmac.compare_digest(row.pop("hash"), _hash(secret)):
                 return row
@@ -83,13 +77,8 @@ class ApiKeys:
         return self.get(key_id)
 
     def list(self) -> list[dict[str, Any]]:
-        with self.store._lock:
-            return list(self.store.db.query(f"select {PUBLIC_COLUMNS} from api_keys order by id"))
+        return self.store.query(f"select {PUBLIC_COLUMNS} from api_keys order by id")
 
     def any_active(self) -> bool:
-        with self.store._lock:
-            return bool(
-                next(
-                    self.store.db.query("select count(*) n from api_keys where revoked_at is null")
-                )["n"]
-            )
+        [row] = self.store.query("select count(*) n from api_keys where revoked_at is null")
+        return bool(row["n"])

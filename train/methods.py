@@ -113,23 +113,6 @@ def given_names(
     return (from_config | from_overrides) & names
 
 
-def add_params_arguments(parser: argparse.ArgumentParser, cls: type[TrainParams]) -> None:
-    """One `--flag` per field, with help and default; unset flags stay None (load_params)."""
-    for f in fields(cls):
-        default = f.default if f.default is not MISSING else None
-        kind = _field_type(cls, f.name)
-        help_text = f"{f.metadata['help']} (default: {default})".replace("%", "%%")
-        flag = "--" + f.name.replace("_", "-")
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
-        else:
-            parser.add_argument(flag, type=kind, metavar=kind.__name__.upper(), help=help_text)
-
-
-def overrides_from_args(args: argparse.Namespace, cls: type[TrainParams]) -> dict[str, Any]:
-    return {f.name: getattr(args, f.name, None) for f in fields(cls)}
-
-
 def add_all_params_arguments(parser: argparse.ArgumentParser) -> None:
     """One `--flag` per parameter of any method (the method is chosen on the same line).
 

@@ -31,7 +31,8 @@ class RewardParams(TrainParams):
     )
 
 
-def _load(model_path: str, dtype, init_adapter, pad_token_id: int):
+def load_scoring_model(model_path: str, dtype, init_adapter, pad_token_id: int):
+    """The base model with a one-number score head (a new LoRA, or `init_adapter` continued)."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -63,7 +64,7 @@ def load_reward_model(model_path: str, adapter_path: str | Path, dtype: str = "a
 
     dtype = choose_dtype() if dtype == "auto" else dtype
     tokenizer = lora.load_tokenizer(str(adapter_path))  # saved with the pad token used in training
-    base = _load(model_path, torch.float32, None, tokenizer.pad_token_id)
+    base = load_scoring_model(model_path, torch.float32, None, tokenizer.pad_token_id)
     model = PeftModel.from_pretrained(base, str(adapter_path)).merge_and_unload()
     model.to(getattr(torch, dtype))
     getattr(model, SCORE_HEAD).to(torch.float32)
@@ -85,7 +86,7 @@ def train(
     lora.require_rows(train_rows, "preference pairs")
     dtype = lora.setup(params)
     tokenizer = lora.load_tokenizer(model_path)
-    model = _load(model_path, dtype, init_adapter, tokenizer.pad_token_id)
+    model = load_scoring_model(model_path, dtype, init_adapter, tokenizer.pad_token_id)
     run = lora.Run("reward", params, on_log, train_rows, eval_rows, init_adapter)
     config = RewardConfig(
         **lora.config_kwargs(params, out_dir, len(train_rows), bool(eval_rows), dtype)

@@ -20,7 +20,7 @@ LEFT, RIGHT, TOP, BOTTOM = 210, 40, 34, 56
 WIDTH = 900
 
 
-def _ticks(low: float, high: float) -> list[float]:
+def nice_ticks(low: float, high: float) -> list[float]:
     span = high - low
     step = 10 ** math.floor(math.log10(span / 4)) if span > 0 else 1
     for factor in (1, 2, 5, 10):
@@ -54,7 +54,7 @@ def rating_svg(rows: list[dict], anchor: float = 1000.0) -> str:
         'style="font-family: ui-sans-serif, system-ui, sans-serif; font-size: 13px">'
     ]
     axis_y = TOP + ROW * len(rows)
-    for tick in _ticks(low, high):
+    for tick in nice_ticks(low, high):
         tx = x(tick)
         parts.append(
             f'<line x1="{tx:.1f}" y1="{TOP - 8}" x2="{tx:.1f}" y2="{axis_y}" stroke="#e5e7eb"/>'

@@ -18,7 +18,7 @@ import gradio as gr
 
 from ui.access import Access, error_text
 from ui.client import GatewayError
-from ui.rating_plot import _ticks as nice_ticks
+from ui.rating_plot import nice_ticks
 
 POLL_S = 1.5  # progress and curve refresh while a job runs; a DPO step takes 10-20 s here
 ACTIVE = ("queued", "running")

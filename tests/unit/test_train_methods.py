@@ -158,13 +158,13 @@ def test_the_merged_reward_model_scores_as_the_unmerged_one(tiny_llama, tmp_path
     import torch
     from peft import PeftModel
 
-    from train.reward import _load
+    from train.reward import load_scoring_model
 
     params = methods.get("reward").params(epochs=2, batch_size=2, learning_rate=1e-2)
     out = tmp_path / "rm"
     methods.get("reward").train(str(tiny_llama), PAIRS, [], out, params)
     merged, tokenizer = load_reward_model(str(tiny_llama), out, dtype="float32")
-    base = _load(str(tiny_llama), torch.float32, None, tokenizer.pad_token_id)
+    base = load_scoring_model(str(tiny_llama), torch.float32, None, tokenizer.pad_token_id)
     unmerged = PeftModel.from_pretrained(base, str(out)).eval()
     conversations = [[*p["prompt"], *p["chosen"]] for p in PAIRS]
     conversations += [[*p["prompt"], *p["rejected"]] for p in PAIRS]

@@ -17,8 +17,8 @@ like the loop's default, no synthetic pairs. The data folder is kept: a second r
 the judging and the reward model. The base model's answers and health come from bench.loop's
 cache, so the two benchmarks compare against the same sample. "healthy at 512 tokens" is the
 collapse check (bench.loop.LONG_ANSWER_TOKENS). Results go to
-docs/ablations/protocol/<preference>.json (appended per setting; the runs from before the
-protocol are in docs/ablations/).
+docs/ablations/protocol/<preference>.json (appended per setting; what the runs from before the
+protocol showed: docs/experiments.md).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ most 4 answers read per judgement, no edits. Which preferences may tune a defaul
 held out is fixed there too (docs/protocol.md).
 
 Results go to docs/loop/protocol/<preference>[-control][-edits][-noise<P>][-seed<N>].json
-(`--results` to change; the runs from before the protocol are in docs/loop/): a rater `--seed`
+(`--results` to change; the runs from before the protocol: docs/experiments.md): a rater `--seed`
 other than 0 is a repeat, kept beside the others, because which pairs the rater happens to make
 moves a round's win rate more than most settings do. `--plot` redraws the folder's
 win-rate.svg and prints the markdown tables for docs/benchmarks.md from every result file in
@@ -61,7 +61,8 @@ from train.loop import params_for, parse_params
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "loop" / "protocol"
 LEGACY_RESULTS = RESULTS.parent
-"""The runs from before the held-out protocol (their plot: docs/loop-win-rate.svg)."""
+"""Where the runs from before the held-out protocol were kept (their plot: docs/loop-win-rate.svg;
+removed from the repository, restorable from git: docs/experiments.md)."""
 
 
 def plot_path(results: Path) -> Path:

@@ -14,7 +14,7 @@ deletes a loop on sight, and for `list-no-repeats` that edit is the list cut whe
 repeat (`_loop_cut`), a pair that differs only where the list should have stopped.
 
 `list-no-repeats` is `list` as a person would judge it: tuned towards any list, the model
-learnt lists that name an item twice and loop on at length (docs/benchmarks.md, "Before the
+learnt lists that name an item twice and loop on at length (docs/experiments.md, "Before the
 protocol": the collapse was repetition); a person would not pick those, so this rater does
 not either.
 """

@@ -1,6 +1,6 @@
 """`flywheel train` under the real `accelerate launch`: two CPU processes (DDP over gloo), one job.
 
-The command a user types (README, "Training beyond one machine") with the repo's
+The command a user types (docs/deployment.md, "Training beyond one machine") with the repo's
 `configs/accelerate/cpu-ddp.yaml`, on a temp store and the tiny random Llama. Both ranks train
 (each on its own share of the rows), and rank 0 alone creates the job row, writes progress,
 saves, writes the lineage and registers: two job rows, doubled progress rows or a second adapter

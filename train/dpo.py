@@ -41,7 +41,7 @@ class DpoParams(TrainParams):
         metadata={
             "help": "passes over the pairs; on whole answers of up to 256 tokens one learned as "
             "much as two, kept more of the model's health at length, in three fifths of the time "
-            "(docs/benchmarks.md, the held-out protocol)"
+            "(docs/training.md, the recipe)"
         },
     )
     max_length: int = field(

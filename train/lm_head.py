@@ -12,7 +12,7 @@ torch ops on [tokens, 32768] tiles and pays twice:
 On a CPU, `cpu_lm_head()` scores the labelled positions only (TRL's own switch, `_use_triton`,
 read for that choice alone) with plain ops: the logits in one GEMM (bf16 under autocast), a
 log-softmax in fp32, autograd's fused backward. Same log-probs and gradients to bf16 rounding
-(tests/unit/test_lm_head.py); measured in docs/benchmarks.md ("Training speed"): the head's
+(tests/unit/test_lm_head.py); measured in docs/benchmarks.md ("The LM head on a CPU"): the head's
 forward and backward on 1,900 answer tokens of SmolLM2 (vocab 49,152) take 0.22-0.40x of TRL's
 (bench/lm_head.py), and a DPO step on loop-shaped pairs about half. The price is memory: the
 [tokens, vocab] fp32 log-probs are kept for the backward (~0.4 GB for a batch of 8 pairs of

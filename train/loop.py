@@ -58,7 +58,7 @@ def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
         help="a training hyperparameter for each job, e.g. --param max_steps=20 (repeatable); "
         "unset ones follow the recipe every training job runs: "
         f"dpo {settings_line('dpo', {})}; reward {settings_line('reward', {})} "
-        "(measured: docs/benchmarks.md)",
+        "(measured: docs/training.md, the recipe)",
     )
     parser.add_argument(
         "--synthetic-pairs",

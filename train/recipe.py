@@ -7,7 +7,7 @@ the job is decided here, and said in the job's log:
 
 - **Continuing an adapter** (`--base live` or a named adapter) halves DPO's learning rate: the
   first round has to move the base model far on a few dozen pairs, later rounds refine an
-  adapter that already shows the trait (measured: docs/benchmarks.md, "Before the protocol":
+  adapter that already shows the trait (measured: docs/experiments.md, "Before the protocol":
   at the full rate throughout, `exclaims` round 2 looped, 44 % of its 512-token answers
   healthy against the base's 55 %).
 - **`max_length` 0** (whole answers) becomes the longest prompt + answer in the rows, in tokens,

@@ -27,7 +27,7 @@ class RewardParams(TrainParams):
     )
     epochs: float = field(
         default=1,
-        metadata={"help": "passes over the pairs; one, as the loop measured (docs/benchmarks.md)"},
+        metadata={"help": "passes over the pairs; one, as the loop measured (docs/experiments.md)"},
     )
 
 

@@ -68,23 +68,28 @@ def store(stack):
     return Store(stack.data_dir / "flywheel.db")
 
 
-def register_copy(stack, trained_adapter, name: str) -> str:
-    """The trained weights registered again under `name` (a test's own adapter); engine name."""
+@pytest.fixture(scope="session")
+def copy_adapter(stack, trained_adapter):
+    """`copy_adapter(name)`: the trained weights registered again under `name` (a test's own
+    adapter); returns its engine name."""
     import httpx
 
     from feedback import Store
 
-    assert trained_adapter.result.returncode == 0, trained_adapter.result.stderr[-2000:]
-    rows = Store(stack.data_dir / "flywheel.db").adapters(True)
-    [row] = [r for r in rows if r["name"] == trained_adapter.name][:1]
-    resp = httpx.post(
-        f"{stack.api}/adapters", json={"name": name, "path": row["path"]}, timeout=300
-    )
-    assert resp.status_code == 201, resp.text
-    return resp.json()["engine_name"]
+    def register(name: str) -> str:
+        assert trained_adapter.result.returncode == 0, trained_adapter.result.stderr[-2000:]
+        rows = Store(stack.data_dir / "flywheel.db").adapters(True)
+        [row] = [r for r in rows if r["name"] == trained_adapter.name][:1]
+        resp = httpx.post(
+            f"{stack.api}/adapters", json={"name": name, "path": row["path"]}, timeout=300
+        )
+        assert resp.status_code == 201, resp.text
+        return resp.json()["engine_name"]
+
+    return register
 
 
 @pytest.fixture(scope="session")
-def arena_adapter(stack, trained_adapter) -> str:
+def arena_adapter(copy_adapter) -> str:
     """A second served model, so the arena has two sides (this suite's own name)."""
-    return register_copy(stack, trained_adapter, "ui-arena")
+    return copy_adapter("ui-arena")

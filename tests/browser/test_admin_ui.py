@@ -9,7 +9,6 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from tests.browser.conftest import register_copy
 from tests.browser.pages import ask, open_tab, status
 from tests.polling import wait_for
 
@@ -20,8 +19,8 @@ def count(page, name: str) -> int:
     return int(page.locator(f'#data-counts [data-count="{name}"] .fw-num').inner_text())
 
 
-def test_adapters_table_promote_and_roll_back(page, stack, trained_adapter, screenshot):
-    engine_name = register_copy(stack, trained_adapter, "ui-promote")
+def test_adapters_table_promote_and_roll_back(page, stack, copy_adapter, screenshot):
+    engine_name = copy_adapter("ui-promote")
     open_tab(page, "Adapters")
     table = page.locator("#adapters-table")
     wait_for(lambda: engine_name in table.inner_text(), what="the new adapter in the table")

@@ -1,33 +1,22 @@
 """Every malformed adapter is refused before the engine sees it, with a message naming why."""
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from serve.adapter_checks import validate_adapter
 from serve.errors import AdapterRejected
+from tests.unit.adapter_files import write_adapter
 
 BASE = "/models/SmolLM2-135M-Instruct"
 
 
 def make_adapter(path: Path, weights: dict | None = None, **config) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    cfg = {
-        "peft_type": "LORA",
-        "r": 8,
-        "lora_alpha": 16,
-        "base_model_name_or_path": BASE,
-        "target_modules": ["q_proj"],
-        **config,
-    }
-    (path / "adapter_config.json").write_text(json.dumps(cfg))
+    """A LoRA on q_proj (one zero A matrix unless weights are given)."""
     if weights is None:
         weights = {"base_model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.zeros(8, 16)}
-    save_file(weights, str(path / "adapter_model.safetensors"))
-    return path
+    return write_adapter(path, weights, BASE, **config)
 
 
 def test_a_valid_adapter_passes(tmp_path):

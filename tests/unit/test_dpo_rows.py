@@ -1,7 +1,8 @@
 """DPO rows from comparisons: the rules `flywheel train --method dpo` trains on."""
 
-from feedback import Exchange, Store
+from feedback import Store
 from feedback.exports import export_rows, export_snapshot
+from tests.unit.feedback_rows import store_with
 
 PROMPT = [{"role": "user", "content": "hi"}]
 
@@ -12,15 +13,6 @@ def dpo_pairs(store: Store) -> list[dict]:
 
 def snapshot_hash(rows: list[dict]) -> str:
     return export_snapshot("dpo", rows)
-
-
-def store_with(*completions: str) -> Store:
-    store = Store(None)
-    store.log_exchanges(
-        Exchange(id=f"c{i}", model="m", engine_model="m", messages=PROMPT, completion=text)
-        for i, text in enumerate(completions)
-    )
-    return store
 
 
 def test_winner_becomes_chosen_in_conversational_form():

@@ -19,8 +19,7 @@ from feedback.imports import import_bytes
 from serve.auth import ApiKeyAuth, needs_admin
 from serve.errors import install_error_handlers
 from serve.routes import export
-from tests.unit.test_exports import build_store
-from tests.unit.test_imports import PAIR, jsonl
+from tests.unit.feedback_rows import PAIR, build_store, jsonl
 
 
 class NoQueue:

@@ -25,8 +25,10 @@ from serve.adapters import AdapterRegistry
 from serve.config import Settings
 from serve.errors import AdapterRejected
 from serve.gateway import create_app
+from tests.unit.adapter_files import write_adapter
 
 BASE = "Tiny-1"
+BASE_PATH = f"/models/{BASE}"
 HIDDEN, KV = 16, 8  # q_proj: 16 -> 16, v_proj: 16 -> 8
 A, B = (
     "base_model.model.model.layers.0.self_attn.{}.lora_A.weight",
@@ -57,20 +59,9 @@ def good_weights(rank: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def make_adapter(path: Path, weights: dict | None = None, **config) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    cfg = {
-        "peft_type": "LORA",
-        "r": 8,
-        "lora_alpha": 16,
-        "base_model_name_or_path": f"/models/{BASE}",
-        "target_modules": ["q_proj", "v_proj"],
-        **config,
-    }
-    (path / "adapter_config.json").write_text(json.dumps(cfg))
-    save_file(
-        good_weights() if weights is None else weights, str(path / "adapter_model.safetensors")
-    )
-    return path
+    """A LoRA on q_proj and v_proj of the tiny base (good weights unless given)."""
+    config = {"target_modules": ("q_proj", "v_proj"), **config}
+    return write_adapter(path, good_weights() if weights is None else weights, BASE_PATH, **config)
 
 
 def forged_safetensors(file: Path, header: dict, data: bytes, length: int | None = None) -> None:

@@ -1,26 +1,12 @@
 """Imports: round trips, all-or-nothing with row-numbered errors, no duplicates on re-import."""
 
-import json
-
 import pytest
 
 from feedback import Store
 from feedback.export_files import jsonl_lines, parquet_bytes
 from feedback.exports import FORMATS, export_rows
 from feedback.imports import MAX_ERRORS, ImportRejected, exchange_id, import_bytes
-from tests.unit.test_exports import P1, P2, build_store
-
-PAIR = {
-    "prompt": P1,
-    "chosen": [{"role": "assistant", "content": "4"}],
-    "rejected": [{"role": "assistant", "content": "five"}],
-}
-
-
-def jsonl(*rows) -> bytes:
-    return b"".join(
-        (row if isinstance(row, bytes) else json.dumps(row).encode()) + b"\n" for row in rows
-    )
+from tests.unit.feedback_rows import P1, P2, PAIR, build_store, jsonl
 
 
 def rejected(store: Store, fmt: str, data: bytes) -> ImportRejected:

@@ -1,18 +1,14 @@
 """Rater statistics: counts per rater and agreement on shared judgements."""
 
-from feedback import Exchange, Store
+from feedback import Store
 from feedback.raters import rater_stats
+from tests.unit.feedback_rows import store_with
 
 PROMPT = [{"role": "user", "content": "Hi"}]
 
 
 def _store_with_answers(n: int) -> Store:
-    store = Store(None)
-    store.log_exchanges(
-        Exchange(id=f"x{i}", model="m", engine_model="m", messages=PROMPT, completion=f"answer {i}")
-        for i in range(n)
-    )
-    return store
+    return store_with(*(f"answer {i}" for i in range(n)), prompt=PROMPT, prefix="x")
 
 
 def test_counts_and_agreement_per_rater():

@@ -13,19 +13,16 @@ from safetensors.torch import save_file
 from feedback import Store
 from serve.adapters import AdapterRegistry
 from serve.errors import AdapterRejected, Conflict, UnknownModel
+from tests.unit.adapter_files import write_adapter
 
 BASE = "Base-1"
 
 
 def make_adapter(path: Path, seed: int = 0, targets=("q_proj",)) -> Path:
-    path.mkdir(parents=True)
-    config = {"peft_type": "LORA", "r": 8, "base_model_name_or_path": f"/m/{BASE}",
-              "target_modules": list(targets)}  # fmt: skip
-    (path / "adapter_config.json").write_text(json.dumps(config))
+    """A LoRA whose weights differ by `seed` (two seeds: two versions, one seed: a repeat)."""
     torch.manual_seed(seed)
     weights = {"base_model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.randn(8, 16)}
-    save_file(weights, str(path / "adapter_model.safetensors"))
-    return path
+    return write_adapter(path, weights, f"/m/{BASE}", targets)
 
 
 @pytest.fixture

@@ -4,6 +4,14 @@ Every method has the same shape: a params dataclass (`TrainParams` + its own kno
 `train(model_path, train_rows, eval_rows, out_dir, params, on_log, init_adapter) -> metrics`.
 Parameters come, lowest priority first, from the dataclass defaults, a YAML/JSON `--config` file,
 then the command line (as in TRL's scripts).
+
+Why not `HfArgumentParser` / `trl.TrlParser`, which turn dataclasses into flags the same way
+(`metadata={"help": ...}`): `flywheel train` offers one set of flags for all four methods, the
+method chosen on the same command line, and a field several methods share (`epochs`,
+`learning_rate`) has a default per method. HfArgumentParser adds each dataclass's fields as
+their own flags (two dataclasses with one field name collide in argparse) and fills defaults in
+at parse time, so the recipe (train/recipe.py) could not tell a flag the user set from a default.
+Here unset flags stay None and `given_names` reports what was set.
 """
 
 from __future__ import annotations

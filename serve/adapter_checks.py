@@ -241,7 +241,12 @@ def _dtypes_and_shapes(layout) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 
 def tensor_layout(file: Path) -> tuple[int, dict[str, tuple[str, tuple[int, ...], int]]]:
-    """(where the data section starts, name -> (dtype, shape, offset in it)), checked as above."""
+    """(where the data section starts, name -> (dtype, shape, offset in it)), checked as above.
+
+    Not `safetensors.safe_open`: it gives names, dtypes and shapes but not the offsets that
+    `_check_values` reads the raw floats by, and reading bf16 values through it needs torch
+    (numpy has no bf16), which the gateway never imports (~200 MiB of resident memory).
+    """
     size = file.stat().st_size
     with open(file, "rb") as f:
         head = f.read(8)

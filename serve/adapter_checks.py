@@ -14,7 +14,6 @@ into the managed store the engine loads from.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -26,6 +25,7 @@ from typing import Any
 
 from serve.config import DEFAULT_MAX_ADAPTER_BYTES, DEFAULT_MAX_ADAPTER_FILES
 from serve.errors import AdapterRejected
+from serve.safetensors_header import dtypes_and_shapes, read_header, tensor_layout
 
 WEIGHTS_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"
@@ -37,11 +37,6 @@ PICKLE_SUFFIXES = frozenset(
     {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy", ".npz", ".joblib"}
 )
 MAX_CONFIG_BYTES = 1 << 20  # a PEFT adapter_config.json is ~1 KB
-MAX_HEADER_BYTES = 16 << 20  # a safetensors header lists names and offsets: ~100 B per tensor
-DTYPE_BYTES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2,
-    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
-}  # fmt: skip
 FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 LORA_KINDS = ("lora_A", "lora_B")
 PEFT_PREFIX = "base_model.model."  # PEFT's prefix before the base model's own module path
@@ -110,14 +105,14 @@ def scan_folder(path: Path, limits: AdapterLimits) -> dict[str, int]:
                         "raise the cap with `flywheel up --max-adapter-files`"
                     )
                 info = entry.stat(follow_symlinks=False)
-                _check_entry(Path(entry.path), info)
+                check_entry(Path(entry.path), info)
                 if stat.S_ISDIR(info.st_mode):
                     pending.append(Path(entry.path))
                     continue
                 total += info.st_size
                 if total > limits.max_bytes:
                     raise AdapterRejected(
-                        f"{path} holds more than {_size(limits.max_bytes)}; an adapter needs "
+                        f"{path} holds more than {size_text(limits.max_bytes)}; an adapter needs "
                         f"only {CONFIG_FILE} and {WEIGHTS_FILE}: remove the rest, or raise the "
                         "cap with `flywheel up --max-adapter-mib`"
                     )
@@ -125,11 +120,11 @@ def scan_folder(path: Path, limits: AdapterLimits) -> dict[str, int]:
     return files
 
 
-def _size(count: int) -> str:
+def size_text(count: int) -> str:
     return f"{count >> 20} MiB" if count >= 1 << 20 else f"{count} bytes"
 
 
-def _check_entry(entry: Path, info: os.stat_result) -> None:
+def check_entry(entry: Path, info: os.stat_result) -> None:
     if stat.S_ISLNK(info.st_mode):
         raise AdapterRejected(f"{entry} is a symbolic link; copy the real file into the folder")
     if stat.S_ISDIR(info.st_mode):
@@ -225,81 +220,6 @@ def _check_targets(config: dict[str, Any], base: BaseWeights | None) -> None:
 
 
 # -- the weights ---------------------------------------------------------------------------
-
-
-def read_header(file: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """Tensor name -> (dtype, shape) from a safetensors header, checked against the file size.
-
-    Raises ValueError naming what is wrong: a header longer than the file, offsets past the
-    end, overlapping or missing bytes, a byte count that disagrees with dtype and shape.
-    """
-    return _dtypes_and_shapes(tensor_layout(file))
-
-
-def _dtypes_and_shapes(layout) -> dict[str, tuple[str, tuple[int, ...]]]:
-    return {name: (dtype, shape) for name, (dtype, shape, _) in layout[1].items()}
-
-
-def tensor_layout(file: Path) -> tuple[int, dict[str, tuple[str, tuple[int, ...], int]]]:
-    """(where the data section starts, name -> (dtype, shape, offset in it)), checked as above.
-
-    Not `safetensors.safe_open`: it gives names, dtypes and shapes but not the offsets that
-    `_check_values` reads the raw floats by, and reading bf16 values through it needs torch
-    (numpy has no bf16), which the gateway never imports (~200 MiB of resident memory).
-    """
-    size = file.stat().st_size
-    with open(file, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise ValueError(f"the file is {size} bytes, shorter than the 8-byte header length")
-        length = int.from_bytes(head, "little")
-        if length > min(MAX_HEADER_BYTES, size - 8):
-            raise ValueError(f"it declares a {length}-byte header in a {size}-byte file")
-        raw = f.read(length)
-    try:
-        header = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise ValueError(f"its header is not valid JSON ({exc})") from None
-    if not isinstance(header, dict):
-        raise ValueError("its header is not a JSON object")
-    data_bytes = size - 8 - length
-    tensors, spans = {}, []
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        dtype, shape, offsets = _entry_fields(entry)
-        if dtype not in DTYPE_BYTES or shape is None or offsets is None or len(offsets) != 2:
-            raise ValueError(f"the header entry of {name!r} is malformed")
-        start, end = offsets
-        if not start <= end <= data_bytes:
-            raise ValueError(
-                f"{name!r} lies at bytes {start}..{end} of a {data_bytes}-byte data section"
-            )
-        if end - start != math.prod(shape) * DTYPE_BYTES[dtype]:
-            raise ValueError(f"{name!r} holds {end - start} bytes, not what {dtype} {shape} needs")
-        tensors[name] = (dtype, tuple(shape), start)
-        spans.append((start, end))
-    position = 0
-    for start, end in sorted(spans):
-        if start != position:
-            raise ValueError(f"its tensors overlap or leave a gap at byte {position}")
-        position = end
-    if position != data_bytes:
-        raise ValueError(f"{data_bytes - position} bytes after the last tensor belong to none")
-    return 8 + length, tensors
-
-
-def _entry_fields(entry: Any) -> tuple[Any, list[int] | None, list[int] | None]:
-    if not isinstance(entry, dict):
-        return None, None, None
-
-    def counts(value: Any) -> list[int] | None:
-        ok = isinstance(value, list) and all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
-        )
-        return value if ok else None
-
-    return entry.get("dtype"), counts(entry.get("shape")), counts(entry.get("data_offsets"))
 
 
 def _check_weight_files(path: Path, files: dict[str, int]) -> None:
@@ -471,7 +391,7 @@ def validate_adapter(
             raise AdapterRejected(
                 f"{weights} cannot be read as safetensors: {exc} (truncated or forged); {RESAVE}"
             ) from None
-        _check_tensors(weights, _dtypes_and_shapes(layout), config, base)
+        _check_tensors(weights, dtypes_and_shapes(layout), config, base)
         _check_values(weights, layout)
     except OSError as exc:  # unreadable, too long a name, vanished while being read
         raise AdapterRejected(
@@ -504,52 +424,3 @@ def base_module_names(base_model: str) -> set[str] | None:
     """Module names of a local base model folder (`q_proj`, ...); None if it is not one."""
     base = describe_base(base_model)
     return base.modules if base else None
-
-
-def copy_folder(source: Path, target: Path, limits: AdapterLimits) -> None:
-    """Copy an adapter folder without following any link, leaving out pickle-format files.
-
-    Every folder and file is opened relative to its parent with O_NOFOLLOW, so a link swapped
-    in after validation fails the copy instead of pulling in a file from elsewhere.
-    """
-    budget = {"files": limits.max_files, "bytes": limits.max_bytes}
-    fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        _copy_into(fd, source, target, budget)
-    finally:
-        os.close(fd)
-
-
-def _copy_into(dir_fd: int, source: Path, target: Path, budget: dict[str, int]) -> None:
-    target.mkdir(parents=True)
-    with os.scandir(dir_fd) as listing:
-        names = [entry.name for entry in listing]
-    for name in names:
-        budget["files"] -= 1
-        if budget["files"] < 0:
-            raise AdapterRejected(f"{source} grew past the file cap while it was copied")
-        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        _check_entry(source / name, info)
-        if stat.S_ISDIR(info.st_mode):
-            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
-            try:
-                _copy_into(sub, source / name, target / name, budget)
-            finally:
-                os.close(sub)
-        elif Path(name).suffix.lower() not in PICKLE_SUFFIXES:
-            # O_NONBLOCK: a pipe swapped in after the check cannot stall the open
-            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
-            with open(os.open(name, flags, dir_fd=dir_fd), "rb") as src:
-                _check_entry(source / name, os.fstat(src.fileno()))
-                with open(target / name, "xb") as dst:
-                    while block := src.read(1 << 20):
-                        budget["bytes"] -= len(block)
-                        if budget["bytes"] < 0:
-                            msg = f"{source} grew past the size cap while it was copied"
-                            raise AdapterRejected(msg)
-                        dst.write(block)
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()

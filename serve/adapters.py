@@ -29,11 +29,10 @@ from serve.adapter_checks import (
     WEIGHTS_FILE,
     AdapterLimits,
     BaseWeights,
-    copy_folder,
     describe_base,
-    sha256_file,
     validate_adapter,
 )
+from serve.adapter_copy import copy_folder, sha256_file
 from serve.config import DEFAULT_MAX_LORA_RANK
 from serve.errors import AdapterRejected, Conflict, EngineUnavailable, UnknownModel
 

@@ -23,9 +23,10 @@ from serve.up_cli import add_up_parser
 def cmd_train(args: argparse.Namespace) -> int:
     from serve.adapters import register_offline
     from train.cli import run_train
+    from train.job_options import JobOptions
 
     model, name = model_and_name(args.model, None)
-    return run_train(args, model, name, register_offline)
+    return run_train(JobOptions.from_args(args), model, name, register_offline)
 
 
 def cmd_loop(args: argparse.Namespace) -> int:
@@ -51,7 +52,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from train.cli import add_train_arguments
+    from train.job_options import add_train_arguments
     from train.loop import add_loop_arguments
 
     parser = argparse.ArgumentParser(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -36,8 +36,15 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class GatewayAddress(Protocol):
+    """Where the gateway is and the key to call it with: parsed flags, or a job's options."""
+
+    gateway: str
+    api_key: str | None
+
+
 def call(
-    args: argparse.Namespace, method: str, path: str, payload: dict | None = None, timeout=300
+    args: GatewayAddress, method: str, path: str, payload: dict | None = None, timeout=300
 ) -> Any:
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     try:

@@ -8,7 +8,6 @@ same command runs jobs started over HTTP: the gateway then passes `--job-id` and
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
@@ -20,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.gateway_client import GatewayUnreachable, add_gateway_arguments, call
-from common.layout import REGISTRATION_FILE, add_data_dir_argument, db_path, job_dir
+from common.gateway_client import GatewayUnreachable, call
+from common.layout import REGISTRATION_FILE, db_path, job_dir
 from feedback import Store
-from feedback.exports import DEFAULT_EVAL_FRACTION, export_rows, row_split
+from feedback.exports import export_rows, row_split
 from train import methods, recipe
+from train.job_options import JobOptions
 from train.job_process import cancel_on_sigterm, stop_with_gateway
 from train.job_start import judged_since, newest_reward_model, start_adapter
 from train.lora import TrainParams
@@ -39,7 +39,6 @@ NO_ROWS = {
     "kto": "no rated answers yet: give answers a thumbs up or down (POST /v1/feedback/ratings)",
     "sft": "no liked or edited answers yet: thumbs up good answers or edit bad ones",
 }
-SAMPLE_PROMPTS = 4  # answers of base and tuned side by side, saved with the job
 RegisterOffline = Callable[[Path, str, str, dict], dict]
 """(data dir, base model's name, base model's path, registration) -> the registered adapter."""
 
@@ -50,74 +49,6 @@ STARTED = time.monotonic()
 def say(message: str) -> None:
     """A progress line, stamped with seconds since the start: a job's log shows where time went."""
     print(f"flywheel: [{time.monotonic() - STARTED:6.1f} s] {message}", file=sys.stderr, flush=True)
-
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--method",
-        choices=list(methods.METHODS),
-        default="dpo",
-        help="dpo: preference pairs; kto: thumbs up/down; reward: a reward model from pairs "
-        "(used for best-of-n, not served); sft: liked and edited answers (default: dpo)",
-    )
-    parser.add_argument("--name", help="adapter name (default: METHOD-jobN)")
-    parser.add_argument(
-        "--base",
-        default="base",
-        help="start from: base (a new LoRA), live (the live adapter; a new LoRA while the base "
-        "model is live), or an adapter name or name@N to continue training it "
-        "(default: base). The DPO/KTO reference is always the base model. A reward job "
-        "takes base or live (the newest reward model). Continuing trains on the judgements "
-        "made since the continued model's job started: it learnt the older ones.",
-    )
-    parser.add_argument(
-        "--all-judgements",
-        action="store_true",
-        help="when continuing (--base), train on every judgement, not only the newer ones",
-    )
-    parser.add_argument("--config", help="YAML or JSON file of hyperparameters (flags override)")
-    parser.add_argument(
-        "--eval-fraction",
-        type=float,
-        default=DEFAULT_EVAL_FRACTION,
-        help="share of prompts held out for evaluation, split by prompt hash (default: "
-        "%(default)s)",
-    )
-    parser.add_argument(
-        "--samples",
-        type=int,
-        default=SAMPLE_PROMPTS,
-        help="held-out prompts answered by base and tuned model, saved in samples.json "
-        "(default: %(default)s; 0: none)",
-    )
-    parser.add_argument(
-        "--synthetic-pairs",
-        type=int,
-        default=0,
-        metavar="N",
-        help="dpo: add up to N pairs made by best-of-n: the policy answers a prompt --best-of "
-        "times (logged answers first), the reward model picks best and worst, kept only if it "
-        "scores the best above and the worst below the midpoint of people's chosen and "
-        "rejected answers (needs a finished reward job; default: 0)",
-    )
-    parser.add_argument(
-        "--best-of", type=int, default=4, help="answers sampled per prompt (default: 4)"
-    )
-    parser.add_argument(
-        "--reward-job", type=int, help="the reward model's job id (default: the newest one)"
-    )
-    parser.add_argument(
-        "--engine-url",
-        help="the vLLM server that samples for best-of-n (default: the gateway's engine)",
-    )
-    parser.add_argument("--model", help="base model folder (default: SmolLM2-135M-Instruct)")
-    parser.add_argument("--job-id", type=int, help=argparse.SUPPRESS)  # set by the gateway
-    parser.add_argument(
-        "--no-register", action="store_true", help="train only; do not hand the adapter over"
-    )
-    add_data_dir_argument(parser)
-    add_gateway_arguments(parser)
-    methods.add_all_params_arguments(parser)
 
 
 def _code_revision() -> str | None:
@@ -142,66 +73,77 @@ def _finite(value: Any) -> Any:
 
 
 def _register(
-    args, base_name: str, model_path: str, payload: dict, offline: RegisterOffline | None
+    opts: JobOptions,
+    base_name: str,
+    model_path: str,
+    payload: dict,
+    offline: RegisterOffline | None,
 ) -> dict:
     """Hand the adapter to the running gateway; with none running, record it for the next `up`."""
     try:
-        return call(args, "POST", "/v1/adapters", payload)
+        return call(opts, "POST", "/v1/adapters", payload)
     except GatewayUnreachable:
         if offline is None:
             raise
-        say(f"no gateway at {args.gateway}; registering offline (served at the next `flywheel up`)")
-        return offline(args.data_dir, base_name, model_path, payload)
+        say(f"no gateway at {opts.gateway}; registering offline (served at the next `flywheel up`)")
+        return offline(opts.data_dir, base_name, model_path, payload)
 
 
 def _synthetic_pairs(
-    args, store: Store, model_path: str, base_name: str, start, human: list[dict[str, Any]]
+    opts: JobOptions,
+    store: Store,
+    model_path: str,
+    base_name: str,
+    start,
+    human: list[dict[str, Any]],
 ) -> list:
     """Best-of-n pairs from the policy being trained (the start adapter, else the base)."""
     from train.best_of_n import ANCHOR_PAIRS, logged_candidates, synthetic_pairs, train_prompts
 
-    if args.reward_job:
-        reward_job = args.reward_job
-        reward_path = job_dir(args.data_dir, reward_job) / "adapter"
+    if opts.reward_job:
+        reward_job = opts.reward_job
+        reward_path = job_dir(opts.data_dir, reward_job) / "adapter"
     else:
-        reward_job, reward_path = newest_reward_model(args, store) or (None, None)
+        reward_job, reward_path = newest_reward_model(opts, store) or (None, None)
     if reward_path is None or not reward_path.is_dir():
         raise ValueError(
             "no reward model: train one first (flywheel train --method reward), "
             "or pass --reward-job ID"
         )
-    engine_url = args.engine_url
+    engine_url = opts.engine_url
     if not engine_url:
-        engine_url = call(args, "GET", "/health")["engine"]["url"]
-    prompts = train_prompts(store, args.eval_fraction)
+        engine_url = call(opts, "GET", "/health")["engine"]["url"]
+    prompts = train_prompts(store, opts.eval_fraction)
     policy = start["engine_name"] if start else base_name
-    logged = logged_candidates(store, policy, args.eval_fraction, args.best_of)
-    reused = min(len(logged), args.synthetic_pairs)
-    fresh = args.synthetic_pairs - reused if prompts else 0  # sampled in turn, as often as needed
+    logged = logged_candidates(store, policy, opts.eval_fraction, opts.best_of)
+    reused = min(len(logged), opts.synthetic_pairs)
+    fresh = opts.synthetic_pairs - reused if prompts else 0  # sampled in turn, as often as needed
     say(
         f"best-of-n: {reused} prompts with logged answers of {policy}, {fresh} more answered "
-        f"x{args.best_of} now; scored by the reward model of job {reward_job}"
+        f"x{opts.best_of} now; scored by the reward model of job {reward_job}"
     )
     rows, threshold = synthetic_pairs(
         engine_url,
         policy,
         prompts,
-        args.synthetic_pairs,
+        opts.synthetic_pairs,
         model_path,
         reward_path,
-        n=args.best_of,
+        n=opts.best_of,
         logged=logged,
         anchors=human,
     )
     if threshold is not None:
         say(
-            f"best-of-n: {len(rows)} of {args.synthetic_pairs} pairs span the good/bad threshold "
+            f"best-of-n: {len(rows)} of {opts.synthetic_pairs} pairs span the good/bad threshold "
             f"({threshold:.2f}, from {min(len(human), ANCHOR_PAIRS)} human pairs)"
         )
     return rows
 
 
-def _save_samples(args, model_path: str, adapter: Path, eval_rows: list, train_rows: list) -> None:
+def _save_samples(
+    opts: JobOptions, model_path: str, adapter: Path, eval_rows: list, train_rows: list
+) -> None:
     from train.evaluation import sample_side_by_side
 
     source = eval_rows or train_rows
@@ -210,7 +152,7 @@ def _save_samples(args, model_path: str, adapter: Path, eval_rows: list, train_r
         prompt = row["prompt"] if "prompt" in row else row["messages"][:-1]
         if prompt not in prompts:  # KTO and SFT rows repeat prompts
             prompts.append(prompt)
-    prompts = prompts[: args.samples]
+    prompts = prompts[: opts.samples]
     if not prompts:
         return
     samples = sample_side_by_side(model_path, adapter, prompts, max_new_tokens=48)
@@ -232,7 +174,7 @@ class PreparedJob:
 
 
 def run_train(
-    args: argparse.Namespace,
+    opts: JobOptions,
     model_path: str,
     base_name: str,
     register_offline: RegisterOffline | None = None,
@@ -244,12 +186,12 @@ def run_train(
     """
     ranks = Ranks.from_env()
     ranks.join()
-    store = Store(db_path(args.data_dir)) if ranks.is_main else None
-    job = _prepare(args, store, model_path, base_name, ranks) if ranks.is_main else None
+    store = Store(db_path(opts.data_dir)) if ranks.is_main else None
+    job = _prepare(opts, store, model_path, base_name, ranks) if ranks.is_main else None
     job = ranks.share(job)
     if isinstance(job, int):  # rank 0 refused the job: every rank exits with its status
         return job
-    return _train(args, store, model_path, base_name, job, ranks, register_offline)
+    return _train(opts, store, model_path, base_name, job, ranks, register_offline)
 
 
 class JobRefused(Exception):
@@ -257,40 +199,38 @@ class JobRefused(Exception):
 
 
 def _prepare(
-    args: argparse.Namespace, store: Store, model_path: str, base_name: str, ranks: Ranks
+    opts: JobOptions, store: Store, model_path: str, base_name: str, ranks: Ranks
 ) -> PreparedJob | int:
     """Rows, parameters and the job row (rank 0 only); an exit status when there is no job."""
     try:
-        return _read_job(args, store, model_path, base_name, ranks)
+        return _read_job(opts, store, model_path, base_name, ranks)
     except JobRefused as exc:
         say(str(exc))
-        if args.job_id:
-            store.update_job(args.job_id, status="failed", error=str(exc))
+        if opts.job_id:
+            store.update_job(opts.job_id, status="failed", error=str(exc))
         return 2
 
 
 def _read_job(
-    args: argparse.Namespace, store: Store, model_path: str, base_name: str, ranks: Ranks
+    opts: JobOptions, store: Store, model_path: str, base_name: str, ranks: Ranks
 ) -> PreparedJob:
     """The job's parameters and rows from the store, its row created or marked running."""
-    job_id = args.job_id
+    job_id = opts.job_id
     try:
-        params = methods.load_params(
-            args.method, args.config, {k: getattr(args, k, None) for k in vars(args)}
-        )
-        start = start_adapter(args, store)
-        since = judged_since(args, store, start)
+        params = methods.load_params(opts.method, opts.config, opts.params)
+        start = start_adapter(opts, store)
+        since = judged_since(opts, store, start)
         export = export_rows(
-            store, args.method, split="all", since=since, eval_fraction=args.eval_fraction
+            store, opts.method, split="all", since=since, eval_fraction=opts.eval_fraction
         )
     except (ValueError, OSError) as exc:
         raise JobRefused(str(exc)) from exc
     train_rows = [
-        r for r in export.rows if row_split(args.method, r, args.eval_fraction) == "train"
+        r for r in export.rows if row_split(opts.method, r, opts.eval_fraction) == "train"
     ]
-    eval_rows = [r for r in export.rows if row_split(args.method, r, args.eval_fraction) == "eval"]
+    eval_rows = [r for r in export.rows if row_split(opts.method, r, opts.eval_fraction) == "eval"]
     if not train_rows:
-        message = NO_ROWS[args.method]
+        message = NO_ROWS[opts.method]
         if since:
             message = (
                 f"no new judgements since {start['engine_name']} was trained ({since}): make "
@@ -301,20 +241,18 @@ def _read_job(
         raise JobRefused(message)
 
     synthetic: list[dict[str, Any]] = []
-    if args.synthetic_pairs and args.method == "dpo":
+    if opts.synthetic_pairs and opts.method == "dpo":
         try:
-            synthetic = _synthetic_pairs(args, store, model_path, base_name, start, train_rows)
+            synthetic = _synthetic_pairs(opts, store, model_path, base_name, start, train_rows)
         except (ValueError, OSError, GatewayUnreachable) as exc:
             raise JobRefused(f"best-of-n: {exc}") from exc
         say(f"best-of-n: {len(synthetic)} synthetic pairs added to {len(train_rows)} human ones")
         train_rows = train_rows + synthetic
 
-    given = methods.given_names(
-        args.method, args.config, {k: getattr(args, k, None) for k in vars(args)}
-    )
+    given = methods.given_names(opts.method, opts.config, opts.params)
     count = recipe.chat_token_counter(model_path)
     continuing = start is not None
-    params, choices = recipe.choose(args.method, params, given, train_rows, continuing, count)
+    params, choices = recipe.choose(opts.method, params, given, train_rows, continuing, count)
     for choice in choices:
         say(f"recipe: {choice}")
     config = {
@@ -322,7 +260,7 @@ def _read_job(
         "recipe": choices,
         "synthetic_pairs": len(synthetic),
         "judged_since": since,
-        "base": args.base,
+        "base": opts.base,
         "init_adapter": start["engine_name"] if start else None,
         "train_rows": len(train_rows),
         "eval_rows": len(eval_rows),
@@ -333,9 +271,9 @@ def _read_job(
     if job_id:
         store.update_job(job_id, status="running", config=json.dumps(config))
     else:
-        job_id = store.create_job(args.method, config)
+        job_id = store.create_job(opts.method, config)
     say(
-        f"job {job_id}: {args.method} on {len(train_rows)} rows, {len(eval_rows)} held out "
+        f"job {job_id}: {opts.method} on {len(train_rows)} rows, {len(eval_rows)} held out "
         f"(dataset {export.snapshot[:12]})"
         + (f", continuing {start['engine_name']}" if start else "")
         + (f", {ranks.world_size} processes" if ranks.distributed else "")
@@ -346,7 +284,7 @@ def _read_job(
 
 
 def _train(
-    args: argparse.Namespace,
+    opts: JobOptions,
     store: Store | None,
     model_path: str,
     base_name: str,
@@ -355,10 +293,10 @@ def _train(
     register_offline: RegisterOffline | None,
 ) -> int:
     """Train on every rank; rank 0 alone writes progress, the adapter, its lineage, registers."""
-    method = methods.get(args.method)
+    method = methods.get(opts.method)
     job_id, params, start = job.id, job.params, job.start
     train_rows, eval_rows, config = job.train_rows, job.eval_rows, job.config
-    run_dir = job_dir(args.data_dir, job_id)
+    run_dir = job_dir(opts.data_dir, job_id)
     staging, final = run_dir / "adapter.tmp", run_dir / "adapter"
     if ranks.distributed:
         say(f"job {job_id}: rank {ranks.rank} of {ranks.world_size} training")
@@ -382,11 +320,11 @@ def _train(
         )
         if not ranks.is_main:  # the Trainer saved on rank 0 only; the rest is rank 0's too
             return 0
-        if args.samples and args.method != "reward":
-            say(f"job {job_id}: answering {args.samples} held-out prompts with base and tuned")
-            _save_samples(args, model_path, staging, eval_rows, train_rows)
+        if opts.samples and opts.method != "reward":
+            say(f"job {job_id}: answering {opts.samples} held-out prompts with base and tuned")
+            _save_samples(opts, model_path, staging, eval_rows, train_rows)
         lineage = {
-            "method": args.method,
+            "method": opts.method,
             "base_model": model_path,
             "parent": config["init_adapter"],
             "job_id": job_id,
@@ -413,25 +351,25 @@ def _train(
             shutil.rmtree(staging, ignore_errors=True)
             shutil.rmtree(run_dir / "adapter.tmp.checkpoints", ignore_errors=True)
 
-    if args.method == "reward":  # a scorer for best-of-n, not a chat adapter: nothing to serve
+    if opts.method == "reward":  # a scorer for best-of-n, not a chat adapter: nothing to serve
         store.update_job(job_id, status="succeeded")
         say(f"job {job_id} done: reward model in {final}")
         return 0
     payload = {
-        "name": args.name or f"{args.method}-job{job_id}",
+        "name": opts.name or f"{opts.method}-job{job_id}",
         "path": str(final.resolve()),
         "parent": config["init_adapter"],
         "job_id": job_id,
         "dataset_hash": job.snapshot,
-        "hyperparameters": {"method": args.method, **params.to_dict()},
+        "hyperparameters": {"method": opts.method, **params.to_dict()},
         "metrics": metrics,
     }
-    if args.no_register:
+    if opts.no_register:
         (run_dir / REGISTRATION_FILE).write_text(json.dumps(payload, indent=2))
         say(f"job {job_id} trained: {final} (to be registered by the gateway)")
         return 0
     try:
-        adapter = _register(args, base_name, model_path, payload, register_offline)
+        adapter = _register(opts, base_name, model_path, payload, register_offline)
     except Exception as exc:
         message = getattr(exc, "message", None) or str(exc)
         store.update_job(job_id, status="failed", error=message)

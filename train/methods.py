@@ -121,6 +121,11 @@ def given_names(
     return (from_config | from_overrides) & names
 
 
+def param_names() -> set[str]:
+    """Every training parameter any method has (the flags `add_all_params_arguments` adds)."""
+    return {f.name for method in METHODS.values() for f in fields(method.params)}
+
+
 def add_all_params_arguments(parser: argparse.ArgumentParser) -> None:
     """One `--flag` per parameter of any method (the method is chosen on the same line).
 

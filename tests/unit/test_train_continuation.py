@@ -8,16 +8,17 @@ import pytest
 
 from feedback import Store
 from feedback.store import Exchange
-from train.cli import _prepare, add_train_arguments
+from train.cli import _prepare
+from train.job_options import JobOptions, add_train_arguments
 from train.ranks import Ranks
 
 
-def args_for(tmp_path, *argv: str) -> argparse.Namespace:
+def args_for(tmp_path, *argv: str) -> JobOptions:
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)
     # a fixed length: whole answers would size it with the model's tokenizer, and `m` is none
     argv = ["--data-dir", str(tmp_path), "--eval-fraction", "0", "--max-length", "96", *argv]
-    return parser.parse_args(argv)
+    return JobOptions.from_args(parser.parse_args(argv))
 
 
 def compare(store: Store, question: str) -> None:

@@ -43,6 +43,11 @@ def db_path(data_dir: Path) -> Path:
     return data_dir / DB_NAME
 
 
+def adapters_dir(data_dir: Path) -> Path:
+    """The managed copies of registered adapters, which the engine loads."""
+    return data_dir / "adapters"
+
+
 def job_dir(data_dir: Path, job_id: int) -> Path:
     """A training job's folder: its log, its adapter, its registration."""
     return data_dir / "runs" / f"job-{job_id}"

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from common.layout import db_path
+from common.layout import adapters_dir, db_path
 from feedback import Store
 from feedback.api_keys import ApiKeys
 from serve.adapter_checks import (
@@ -366,7 +366,7 @@ def register_offline(data_dir: Path, base_name: str, base_model: str, payload: d
     store = Store(db_path(data_dir))
     registry = AdapterRegistry(
         store,
-        root=data_dir / "adapters",
+        root=adapters_dir(data_dir),
         base_name=base_name,
         base_model=base_model,
         max_rank=DEFAULT_MAX_LORA_RANK,  # what the next `flywheel up` will accept

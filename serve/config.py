@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.layout import DB_NAME, default_data_dir
+from common.layout import adapters_dir, db_path, default_data_dir
 
 DEFAULT_MAX_LORA_RANK = 16  # the engine's --max-lora-rank; adapters above it are refused
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM accepts for it
@@ -58,11 +58,11 @@ class Settings:
 
     @property
     def db_path(self) -> Path:
-        return self.data_dir / DB_NAME
+        return db_path(self.data_dir)
 
     @property
     def adapters_dir(self) -> Path:
-        return self.data_dir / "adapters"
+        return adapters_dir(self.data_dir)
 
     @property
     def logs_dir(self) -> Path:

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common.layout import add_data_dir_argument
+from common.layout import add_data_dir_argument, db_path
 from feedback import Store
 from feedback.export_files import KINDS, write_export
 from feedback.exports import (
@@ -56,7 +56,7 @@ def say(message: str) -> None:
 
 
 def _open_store(data_dir: Path) -> Store | None:
-    db = data_dir / "flywheel.db"
+    db = db_path(data_dir)
     if not db.exists():
         say(f"no database at {db}: start `flywheel up` once, or pass --data-dir")
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common.layout import add_data_dir_argument
+from common.layout import add_data_dir_argument, db_path
 from feedback import Store
 from feedback.api_keys import ROLES, ApiKeys
 from serve.cli_table import print_table
@@ -32,7 +32,7 @@ def _print_table(rows: list[dict]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    keys = ApiKeys(Store(args.data_dir / "flywheel.db"))
+    keys = ApiKeys(Store(db_path(args.data_dir)))
     try:
         if args.action == "create":
             row, secret = keys.create(args.name, args.role, args.rpm, args.rater)

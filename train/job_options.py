@@ -8,7 +8,7 @@ fields, never the argparse namespace.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -90,48 +90,30 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class JobOptions:
+    """One field per flag of `add_train_arguments` (same name, its default there), and the
+    training parameters the command line gave."""
+
     method: str  # dpo, kto, reward or sft
     data_dir: Path
-    name: str | None = None  # the adapter's name (default: METHOD-jobN)
-    base: str = "base"  # base, live, or an adapter (name or name@N) to continue
-    all_judgements: bool = False  # continuing: every judgement, not only the newer ones
-    config: str | None = None  # a YAML or JSON file of training parameters
-    params: dict[str, Any] = field(default_factory=dict)  # given on the command line
-    eval_fraction: float = DEFAULT_EVAL_FRACTION
-    samples: int = SAMPLE_PROMPTS  # held-out prompts answered by base and tuned after training
-    synthetic_pairs: int = 0  # best-of-n pairs to add (dpo)
-    best_of: int = 4
-    reward_job: int | None = None  # the reward model for best-of-n (default: the newest)
-    engine_url: str | None = None  # where best-of-n samples (default: the gateway's engine)
-    job_id: int | None = None  # set by the gateway for jobs started over HTTP
-    no_register: bool = False  # train only; the gateway registers the adapter
-    gateway: str = "http://127.0.0.1:8000"
-    api_key: str | None = None
+    name: str | None  # the adapter's name (None: METHOD-jobN)
+    base: str  # base, live, or an adapter (name or name@N) to continue
+    all_judgements: bool  # continuing: every judgement, not only the newer ones
+    config: str | None  # a YAML or JSON file of training parameters
+    eval_fraction: float
+    samples: int  # held-out prompts answered by base and tuned after training
+    synthetic_pairs: int  # best-of-n pairs to add (dpo)
+    best_of: int
+    reward_job: int | None  # the reward model for best-of-n (None: the newest)
+    engine_url: str | None  # where best-of-n samples (None: the gateway's engine)
+    job_id: int | None  # set by the gateway for jobs started over HTTP
+    no_register: bool  # train only; the gateway registers the adapter
+    gateway: str
+    api_key: str | None
+    params: dict[str, Any]  # the training parameters given; the recipe chooses the rest
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> JobOptions:
-        """The options from `flywheel train`'s parsed command line (train/cli.py's flags)."""
-        params = {
-            name: value
-            for name in methods.param_names()
-            if (value := getattr(args, name, None)) is not None
-        }
-        return cls(
-            method=args.method,
-            data_dir=args.data_dir,
-            name=args.name,
-            base=args.base,
-            all_judgements=args.all_judgements,
-            config=args.config,
-            params=params,
-            eval_fraction=args.eval_fraction,
-            samples=args.samples,
-            synthetic_pairs=args.synthetic_pairs,
-            best_of=args.best_of,
-            reward_job=args.reward_job,
-            engine_url=args.engine_url,
-            job_id=args.job_id,
-            no_register=args.no_register,
-            gateway=args.gateway,
-            api_key=args.api_key,
-        )
+        """The options from `flywheel train`'s parsed command line."""
+        given = {name: getattr(args, name) for name in methods.param_names()}
+        flags = {f.name: getattr(args, f.name) for f in fields(cls) if f.name != "params"}
+        return cls(**flags, params={k: v for k, v in given.items() if v is not None})

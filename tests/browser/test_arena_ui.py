@@ -85,8 +85,10 @@ def test_vote_by_keyboard_reveals_the_models_and_moves_the_leaderboard(
 
     open_tab(page, "Leaderboard")
     wait_for(lambda: leaderboard_battles(page) == before + 1, what="the vote on the leaderboard")
-    table = page.locator("#leaderboard-table").inner_text()
-    assert battle["model_a"] in table and battle["model_b"] in table
+    # the count and the table are separate outputs: the table's rows may land a moment later
+    table = page.locator("#leaderboard-table")
+    wait_for(lambda: battle["model_a"] in table.inner_text(), what="the table's rows")
+    assert battle["model_a"] in table.inner_text() and battle["model_b"] in table.inner_text()
     assert page.locator("#rating-plot-svg circle").count() >= 2  # the models' ratings plotted
 
     open_tab(page, "Arena")

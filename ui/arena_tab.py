@@ -119,13 +119,16 @@ def build_arena_tab(access: Access) -> ArenaTab:
                 **sampling,
                 **({"rater": rater} if rater else {}),
             )
+            # the prompt is cleared once, here: later updates leave it alone, so a follow-up
+            # typed while the answers stream is kept (and sent once they are done)
+            yield (*panes(), "", "", "", battle, *_vote_buttons(False), "", "… both models answer")
             for event in events:
                 if isinstance(event, BattleDelta):
                     battle.battle_id = event.battle_id
                     answers[event.side] += event.text
                     yield (
                         *panes(),
-                        "",
+                        gr.update(),
                         "",
                         "",
                         battle,
@@ -144,7 +147,7 @@ def build_arena_tab(access: Access) -> ArenaTab:
                 )
                 battle.ready = True
                 status = "Which answer is better? Vote with the buttons or the keys 1–4."
-                yield (*panes(), "", *warn, battle, *_vote_buttons(True), "", status)
+                yield (*panes(), gr.update(), *warn, battle, *_vote_buttons(True), "", status)
         except Exception as exc:
             yield (
                 gr.update(), gr.update(), text, gr.update(), gr.update(), battle,
@@ -232,8 +235,15 @@ def build_arena_tab(access: Access) -> ArenaTab:
     outputs = [pane_a, pane_b, prompt, warn_a, warn_b, battle, *buttons, reveal, status]
     blur = "() => { document.activeElement && document.activeElement.blur(); }"
     for trigger in (prompt.submit, send_btn.click):
+        # "always_last": Enter pressed while a send is still finishing (its last update shown,
+        # the event not yet closed) runs once it closes; Gradio's default drops it silently
+        trigger(
+            send,
+            [key, rater, prompt, max_tokens, temperature, battle],
+            outputs,
+            trigger_mode="always_last",
+        )
         # the prompt loses focus, so the keys 1-4 vote rather than type
-        trigger(send, [key, rater, prompt, max_tokens, temperature, battle], outputs)
         trigger(None, js=blur)
     voted = []
     for winner, button in vote_buttons.items():

@@ -46,7 +46,7 @@ def fight(page, prompt: str, turn: int = 1) -> None:
             and page.locator("#vote-a").is_enabled()
         ),
         timeout=300,
-        what="both answers to finish",
+        what=lambda: f"both answers to turn {turn}; the page showed " + arena_state(page),
     )
 
 
@@ -98,8 +98,10 @@ def test_vote_by_keyboard_reveals_the_models_and_moves_the_leaderboard(
     assert page.locator('#arena-a [data-testid="bot"]').count() == 0
     assert reveal.inner_text().strip() == ""
     prompt.press("Enter")
-    wait_for(lambda: page.locator("#vote-a").is_enabled(), timeout=300, what="second battle")
-    fight(page, "Say it in one word.", turn=2)  # a follow-up before the vote: both answer it
+    wait_for(lambda: not prompt.input_value(), what="the sent prompt to leave the box")
+    # a follow-up typed and sent while the first answers still stream is kept, and sent when
+    # they are done: both models answer it before the vote
+    fight(page, "Say it in one word.", turn=2)
     page.keyboard.press("4")  # both bad
     wait_for(
         lambda: "both are bad" in reveal.inner_text(),

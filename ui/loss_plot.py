@@ -2,6 +2,13 @@
 
 Drawn by hand like the leaderboard's plot (ui/rating_plot.py): each series is a `<g>` that
 names its metric and point count, which the page's tests read back.
+
+Not a `gr.LinePlot`: tried in chromium with Gradio 6.31, fed the way this plot is fed (empty
+until the first step, then one update per poll), it drew the lines but no legend entries, so
+train loss, eval loss and accuracy could not be told apart; a series of one point (eval loss
+after its first evaluation) was not drawn at all; an empty frame before the data left the lines
+undrawn; and an update that set its caption left the whole plot undrawn. It also has one y axis,
+where a loss and a share read better on two.
 """
 
 from __future__ import annotations

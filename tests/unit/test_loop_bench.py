@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.loop import fault_shares, healthy_share, long_health, misses, win_rate
+from bench.loop import fault_shares, healthy_share, misses, win_rate
+from bench.loop_report import long_health
 from bench.preferences import PREFERENCES
 from bench.prompts import SUBJECTS, held_out_prompts, train_prompts
 from bench.trait_health import health_by_trait
@@ -191,7 +192,7 @@ def _run(preference: str, rates: list[float], seed: int = 0, control: bool = Fal
 
 
 def test_repeats_keep_their_own_files_and_sum_up_as_min_and_median_per_round():
-    from bench.loop import repeat_summary, result_path, run_name
+    from bench.loop_report import repeat_summary, result_path, run_name
 
     assert result_path("list", False, 0).name == "list.json"
     assert result_path("list", True, 0).name == "list-control.json"
@@ -222,7 +223,7 @@ def test_repeats_keep_their_own_files_and_sum_up_as_min_and_median_per_round():
 
 
 def test_the_protocol_summary_counts_each_preference_once_per_split_and_rater():
-    from bench.loop import split_summary, win_rate_ceiling
+    from bench.loop_report import split_summary, win_rate_ceiling
 
     assert win_rate_ceiling(0.0) == 1.0 and win_rate_ceiling(0.48) == 0.76  # half the base ties
     runs = [

@@ -43,10 +43,10 @@ from bench.loop import (
     job_progress,
     judgement_count,
     long_answer_health,
-    long_health,
     sample_answers,
     win_rate,
 )
+from bench.loop_report import long_health
 from bench.preferences import PREFERENCES
 from bench.prompts import held_out_prompts, train_prompts
 from bench.protocol import RATER, TUNING

@@ -11,6 +11,7 @@ common/         shared by serve/ and train/: none of the above, not even feedbac
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,10 @@ def test_the_walk_sees_imports_inside_functions(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from train.cli import run_train\n    import serve.gateway\n")
     assert imported_packages(module) == {("train", 2), ("serve", 3)}
+
+
+@pytest.mark.parametrize("script", sorted(p.stem for p in (ROOT / "bench").glob("*.py")))
+def test_every_bench_script_imports(script):
+    """The bench scripts run by hand, not in the suite: a name moved between modules would
+    otherwise break one unnoticed until its next (hour-long) run."""
+    importlib.import_module(f"bench.{script}")

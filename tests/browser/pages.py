@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import re
 
+import httpx
+
 from feedback import Store
 from tests.polling import wait_for
 
 ANSWER_S = 240  # one answer on a loaded 2-core machine
+
+
+def wait_for_keys(api: str, required: bool) -> None:
+    """Wait until the gateway sees keys created (a keyless request refused) or all revoked
+    (served again): serve/auth.py trusts what it last saw for up to 5 s."""
+    want = 401 if required else 200
+    wait_for(
+        lambda: httpx.get(f"{api}/models", timeout=30).status_code == want,
+        timeout=15,
+        what=f"a keyless request to answer {want}",
+    )
 
 
 def exchanges_for(store: Store, prompt: str) -> list[dict]:

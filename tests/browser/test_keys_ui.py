@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from feedback.api_keys import ApiKeys
-from tests.browser.pages import ask, open_tab, status
+from tests.browser.pages import ask, open_tab, status, wait_for_keys
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.browser
 
-AUTH_CACHE_S = 6  # serve/auth.py trusts "no keys yet" or a verified key for 5 s
-
 
 @pytest.fixture
-def keys(store):
+def keys(stack, store):
     """An admin and a user key; the gateway requires keys until both are revoked again."""
     api_keys = ApiKeys(store)
     admin, admin_secret = api_keys.create("ui-admin", "admin")
     user, user_secret = api_keys.create("ui-user", "user")
-    time.sleep(AUTH_CACHE_S)
+    wait_for_keys(stack.api, required=True)
     yield {"admin": admin_secret, "user": user_secret}
     api_keys.revoke(admin["id"])
     api_keys.revoke(user["id"])
-    time.sleep(AUTH_CACHE_S)  # other tests run keyless again
+    wait_for_keys(stack.api, required=False)  # other tests run keyless again
 
 
 def enter_key(page, secret: str) -> None:

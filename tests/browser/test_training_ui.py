@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
 from feedback import Store
 from feedback.api_keys import ApiKeys
-from tests.browser.pages import ask, open_tab, short_answers, status
+from tests.browser.pages import ask, open_tab, short_answers, status, wait_for_keys
 from tests.polling import wait_for
 from ui.training_tab import log_html, loss_svg, progress_html
 
 pytestmark = pytest.mark.browser
 
-AUTH_CACHE_S = 6  # serve/auth.py trusts "no keys yet" or a verified key for 5 s
 TRAIN_S = 900  # a model load and two DPO steps on a 2-core box that also serves the engine
 
 
@@ -166,10 +163,10 @@ def test_a_failed_job_says_why(page, stack, trained_adapter):
             aside.rename(folder)
 
 
-def test_a_user_key_watches_but_cannot_start_or_cancel(page, store):
+def test_a_user_key_watches_but_cannot_start_or_cancel(page, stack, store):
     api_keys = ApiKeys(store)
     user, secret = api_keys.create("ui-train-user", "user")
-    time.sleep(AUTH_CACHE_S)
+    wait_for_keys(stack.api, required=True)
     try:
         page.locator("#access").get_by_text("Access").first.click()
         page.locator("#api-key input").fill(secret)
@@ -182,7 +179,7 @@ def test_a_user_key_watches_but_cannot_start_or_cancel(page, store):
         assert page.locator("#train-jobs").is_visible()  # anyone may watch
     finally:
         api_keys.revoke(user["id"])
-        time.sleep(AUTH_CACHE_S)  # other tests run keyless again
+        wait_for_keys(stack.api, required=False)  # other tests run keyless again
 
 
 # -- what the tab draws, checked without a browser --------------------------------------------

@@ -119,23 +119,19 @@ def build_arena_tab(access: Access) -> ArenaTab:
                 **sampling,
                 **({"rater": rater} if rater else {}),
             )
+
+            def streaming(prompt_box) -> tuple:
+                return (*panes(), prompt_box, "", "", battle, *_vote_buttons(False), "",
+                        "… both models answer")  # fmt: skip
+
             # the prompt is cleared once, here: later updates leave it alone, so a follow-up
             # typed while the answers stream is kept (and sent once they are done)
-            yield (*panes(), "", "", "", battle, *_vote_buttons(False), "", "… both models answer")
+            yield streaming("")
             for event in events:
                 if isinstance(event, BattleDelta):
                     battle.battle_id = event.battle_id
                     answers[event.side] += event.text
-                    yield (
-                        *panes(),
-                        gr.update(),
-                        "",
-                        "",
-                        battle,
-                        *_vote_buttons(False),
-                        "",
-                        "… both models answer",
-                    )
+                    yield streaming(gr.update())
                     continue
                 battle.battle_id = event["battle_id"]
                 responses = event["responses"]
